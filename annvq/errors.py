@@ -1,0 +1,54 @@
+"""Exceptions raised by annvq. Every one is a ValueError or RuntimeError subclass with a message
+that names the problem, so callers can catch broadly or precisely."""
+
+
+class AnnvqError(Exception):
+    """Base class of every annvq error."""
+
+
+class InvalidVectorsError(AnnvqError, ValueError):
+    """Vectors with the wrong shape, dtype or non-finite values."""
+
+
+class DimensionMismatchError(InvalidVectorsError):
+    """Vectors whose dimension differs from the index's."""
+
+
+class InvalidParameterError(AnnvqError, ValueError):
+    """A parameter outside its allowed range (k < 1, nprobe > nlist, bits out of range...)."""
+
+
+class InvalidSpecError(AnnvqError, ValueError):
+    """An index spec string that cannot be parsed or built."""
+
+
+class NotTrainedError(AnnvqError, ValueError):
+    """Adding to or searching an index that has not been trained."""
+
+
+class InvalidFileError(AnnvqError, ValueError):
+    """A vector file that cannot be read: missing, empty, ragged, non-numeric or corrupt."""
+
+
+class CollectionNotFoundError(AnnvqError, LookupError):
+    """No collection at the given path or name."""
+
+
+class CollectionExistsError(AnnvqError, FileExistsError):
+    """Creating a collection where one already exists."""
+
+
+class CollectionLockedError(AnnvqError, RuntimeError):
+    """Another process holds the collection's writer lock."""
+
+
+class ReadOnlyError(AnnvqError, PermissionError):
+    """A write to a collection opened read-only."""
+
+
+class CorruptFileError(InvalidFileError):
+    """A stored file whose size or checksum does not match its manifest."""
+
+
+class UnsupportedFormatError(AnnvqError, RuntimeError):
+    """A collection written by a newer major format version than this annvq reads."""

@@ -1,0 +1,229 @@
+"""Index: train / add / search over one set of IVF lists, described by a faiss-style spec string.
+
+    >>> index = Index(784, "IVF1024,SAQ4", metric="l2")
+    >>> index.train(X).add(X)
+    >>> D, I = index.search(Q, k=10, nprobe=16)
+
+Distances are true metric values: Euclidean distance for ``l2`` (ascending), inner product for
+``ip`` and cosine similarity for ``cosine`` (both descending). Missing results are id -1 with
+distance +inf (l2) or -inf (ip, cosine).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import InvalidParameterError, InvalidVectorsError, NotTrainedError
+from .ivf import InvertedLists, nearest_lists, train_centroids
+from .kernels.config import readonly
+from .kernels.flat import rerank_exact
+from .quantizers import make_codec
+from .spec import parse_spec
+from .validation import as_ids, as_vectors, check_int, check_metric, normalize_rows
+
+ADD_CHUNK = 65536
+#: candidates re-scored per result when the spec ends in ",Rerank" and no factor is given
+DEFAULT_RERANK = 4
+
+
+def parse_params(params: str | dict | None) -> dict[str, Any]:
+    """Search parameters as a dict; also accepts faiss's "nprobe=16,rerank=4" string form."""
+    if params is None:
+        return {}
+    if isinstance(params, dict):
+        return dict(params)
+    out = {}
+    for item in str(params).split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidParameterError(f"Search parameter {item!r} is not of the form name=value.")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            try:
+                out[name.strip()] = float(value)
+            except ValueError:
+                raise InvalidParameterError(f"Search parameter {item!r} needs a number.") from None
+    return out
+
+
+class Index:
+    """An IVF index over compressed codes (or exact vectors for ``Flat``)."""
+
+    def __init__(self, dim: int, spec: str = "Flat", metric: str = "l2", *,
+                 keep_vectors: bool = False, seed: int = 0, verbose: bool = False):
+        self.dim = check_int(dim, "dim", "Index")
+        self.metric = check_metric(metric)
+        self.spec = parse_spec(spec)
+        self.keep_vectors = bool(keep_vectors or self.spec.rerank)
+        self.seed = seed
+        self.verbose = verbose
+        self.codec = make_codec(self.spec.codec, self.dim, self.codec_metric,
+                                transform=self.spec.transform, seed=seed)
+        # Without IVF the whole index is one list around the origin.
+        self.centroids_ = None if self.spec.nlist else np.zeros((1, self.dim), np.float32)
+        self.lists = InvertedLists.empty(self.nlist, self.codec.code_size, self.codec.n_factors,
+                                         self.dim if self.keep_vectors else None)
+
+    # --- description -----------------------------------------------------------------------
+    @property
+    def codec_metric(self) -> str:
+        return "l2" if self.metric == "l2" else "ip"
+
+    @property
+    def nlist(self) -> int:
+        return self.spec.nlist or 1
+
+    @property
+    def ntotal(self) -> int:
+        return self.lists.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        return self.centroids_ is not None and self.codec.is_trained
+
+    @property
+    def bytes_per_vector(self) -> float:
+        """Bytes stored per vector for codes and factors (ids and kept raw vectors excluded)."""
+        return self.codec.bytes_per_vector
+
+    def __repr__(self) -> str:
+        return f"Index(dim={self.dim}, spec={str(self.spec)!r}, metric={self.metric!r}, ntotal={self.ntotal})"
+
+    # --- input -----------------------------------------------------------------------------
+    def _prepare(self, X, name: str) -> np.ndarray:
+        X = as_vectors(X, self.dim, name=name)
+        return normalize_rows(X, name=name) if self.metric == "cosine" else X
+
+    def _check_trained(self, action: str) -> None:
+        if not self.is_trained:
+            raise NotTrainedError(f"Cannot {action} before the index is trained: call train(X) first.")
+
+    # --- train / add -----------------------------------------------------------------------
+    def train(self, X) -> "Index":
+        """Learn the coarse centroids and the codec's model from X; the index is unchanged on error."""
+        X = self._prepare(X, "training vectors")
+        if self.spec.nlist and len(X) < self.nlist:
+            raise InvalidVectorsError(
+                f"Training IVF{self.nlist} needs at least {self.nlist} vectors; got {len(X)}."
+            )
+        centroids = (train_centroids(X, self.nlist, self.codec_metric, seed=self.seed, verbose=self.verbose)
+                     if self.spec.nlist else self.centroids_)
+        assign = self._assign(X, centroids)
+        codec = copy.deepcopy(self.codec).fit(X, centroids, assign)
+        codec.warmup()
+        self.codec, self.centroids_ = codec, centroids
+        self.lists = InvertedLists.empty(self.nlist, codec.code_size, codec.n_factors,
+                                         self.dim if self.keep_vectors else None)
+        return self
+
+    def _assign(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        if len(centroids) == 1:
+            return np.zeros(len(X), np.int64)
+        return nearest_lists(X, centroids, self.codec_metric, 1)[:, 0]
+
+    def encode_lists(self, X, ids=None) -> InvertedLists:
+        """Encode vectors into new inverted lists without touching this index's own lists."""
+        self._check_trained("add vectors")
+        X = self._prepare(X, "vectors")
+        ids = np.arange(self.ntotal, self.ntotal + len(X), dtype=np.int64) if ids is None else as_ids(ids, len(X))
+        parts = []
+        for start in tqdm(range(0, len(X), ADD_CHUNK), desc="encode", unit="chunk",
+                          disable=not self.verbose or len(X) <= ADD_CHUNK):
+            chunk = X[start:start + ADD_CHUNK]
+            assign = self._assign(chunk, self.centroids_)
+            codes, factors = self.codec.encode(chunk, self.centroids_, assign)
+            parts.append((assign, codes, factors))
+        return InvertedLists.from_rows(
+            self.nlist, np.concatenate([p[0] for p in parts]), ids,
+            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+            X if self.keep_vectors else None,
+        )
+
+    def add(self, X, ids=None) -> "Index":
+        """Encode X and append it to the lists; ids default to 0, 1, 2, ... in insertion order."""
+        self.lists = self.lists.merge(self.encode_lists(X, ids))
+        return self
+
+    def with_lists(self, lists: InvertedLists) -> "Index":
+        """A view of the same trained model over other lists (a collection's segment)."""
+        other = copy.copy(self)
+        other.lists = lists
+        return other
+
+    # --- search ----------------------------------------------------------------------------
+    def search(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
+               params: str | dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(distances (nq, k) float32, ids (nq, k) int64), best first.
+
+        ``nprobe`` lists are scanned per query (default 1). ``rerank=R`` re-scores the best k*R
+        candidates exactly from kept vectors (0 turns it off). Codec-specific knobs (SAQ's ``m``)
+        go in ``params``, as a dict or "nprobe=16,m=4".
+        """
+        opts = parse_params(params)
+        nprobe = opts.pop("nprobe", 1) if nprobe is None else nprobe
+        rerank = opts.pop("rerank", DEFAULT_RERANK if self.spec.rerank else 0) if rerank is None else rerank
+        opts.pop("nprobe", None), opts.pop("rerank", None)
+        self._check_trained("search")
+        k = check_int(k, "k", "Index.search")
+        nprobe = check_int(nprobe, "nprobe", "Index.search", 1, self.nlist)
+        rerank = check_int(rerank, "rerank", "Index.search", 0)
+        unknown = set(opts) - set(self.codec.search_params)
+        if unknown:
+            raise InvalidParameterError(
+                f"Unknown search parameter(s) {sorted(unknown)} for {self.spec}; known: "
+                f"{['nprobe', 'rerank', *self.codec.search_params]}."
+            )
+        codec_params = self.codec.check_params(opts)
+        if rerank and self.lists.vectors is None:
+            raise InvalidParameterError(
+                "rerank needs the raw vectors: build the index with keep_vectors=True or a ',Rerank' spec."
+            )
+        Q = self._prepare(Q, "queries")
+        lists = self.lists  # one snapshot for the whole call
+        probes = (np.zeros((len(Q), 1), np.int64) if self.nlist == 1
+                  else nearest_lists(Q, self.centroids_, self.codec_metric, nprobe))
+        scores, pos = self.codec.search(Q, self.centroids_, lists, probes, k * max(rerank, 1), codec_params)
+        if rerank:
+            alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)
+            scores, pos = rerank_exact(Q, pos, readonly(lists.vectors), alpha, k)
+        return self._finish(scores[:, :k], pos[:, :k], lists)
+
+    def _finish(self, scores: np.ndarray, pos: np.ndarray, lists: InvertedLists):
+        """Map row positions to ids and scores to the metric's reported values."""
+        missing = pos < 0
+        ids = np.where(missing, -1, lists.ids[np.where(missing, 0, pos)] if lists.ntotal else -1)
+        if self.codec_metric == "l2":
+            dist = np.sqrt(np.maximum(scores, 0), dtype=np.float32)
+            dist[missing] = np.inf
+        else:
+            dist = (-scores).astype(np.float32)
+            dist[missing] = -np.inf
+        return dist, ids.astype(np.int64)
+
+    # --- persistence -----------------------------------------------------------------------
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The trained model as (JSON-able metadata, arrays); lists are stored separately."""
+        self._check_trained("save the model")
+        codec_meta, codec_arrays = self.codec.state()
+        meta = {"dim": self.dim, "spec": str(self.spec), "metric": self.metric,
+                "keep_vectors": self.keep_vectors, "seed": self.seed, "codec": codec_meta}
+        arrays = {"centroids": self.centroids_, **{f"codec.{k}": v for k, v in codec_arrays.items()}}
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray],
+                   lists: InvertedLists | None = None) -> "Index":
+        index = cls(meta["dim"], meta["spec"], meta["metric"], keep_vectors=meta["keep_vectors"],
+                    seed=meta["seed"])
+        index.centroids_ = arrays["centroids"]
+        index.codec.load_state(meta["codec"], {k[6:]: v for k, v in arrays.items() if k.startswith("codec.")})
+        if lists is not None:
+            index.lists = lists
+        return index

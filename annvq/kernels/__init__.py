@@ -1,0 +1,1 @@
+"""numba kernels only: nothing here imports from the rest of annvq."""

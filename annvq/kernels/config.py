@@ -1,0 +1,16 @@
+"""One place for numba flags, so every kernel compiles the same way."""
+
+import numpy as np
+
+# fastmath is safe: inputs are validated finite before they reach a kernel.
+JIT = dict(cache=True, nogil=True, fastmath=True, boundscheck=False)
+PARALLEL_JIT = dict(JIT, parallel=True)
+
+
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view, so memory-mapped and in-memory arrays hit one numba specialisation."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v

@@ -1,0 +1,109 @@
+"""The protocol every codec follows, so the Index, storage and benchmarks treat them alike.
+
+A codec turns vectors (already assigned to IVF lists) into fixed-size rows of ``codes`` (uint8)
+and ``factors`` (float32), and scans those rows for a batch of queries in one numba call.
+Scores returned by ``search`` are "smaller is better": squared L2 for ``l2`` and the negated
+inner product for ``ip`` (cosine reaches a codec as ``ip`` on unit vectors).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import InvalidParameterError, InvalidSpecError
+
+
+class Codec:
+    """Base class: hyperparameters stored unchanged in ``__init__``, learned state in ``fit``."""
+
+    #: regex matched against the spec's codec part, e.g. ``r"SAQ(\d+(\.\d+)?)"``
+    pattern: ClassVar[str] = ""
+    #: search-time parameters: name -> (type, low, high, default); checked by ``check_params``
+    search_params: ClassVar[dict[str, tuple]] = {}
+    #: True when codes encode the residual to the list centroid
+    residual: ClassVar[bool] = False
+
+    def __init__(self, dim: int, metric: str, *, seed: int = 0):
+        self.dim = dim
+        self.metric = metric
+        self.seed = seed
+
+    # --- construction from a spec string -------------------------------------------------
+    @classmethod
+    def from_spec(cls, match: re.Match, dim: int, metric: str, *, transform: str | None = None,
+                  seed: int = 0) -> "Codec":
+        if transform is not None:
+            raise InvalidSpecError(f"The {match.group(0)} codec does not support the {transform} transform.")
+        return cls(dim, metric, seed=seed)
+
+    @property
+    def spec(self) -> str:
+        """The codec part of the spec string, e.g. ``"SAQ4"`` (round-trips through ``from_spec``)."""
+        raise NotImplementedError
+
+    # --- sizes -----------------------------------------------------------------------------
+    @property
+    def code_size(self) -> int:
+        """Bytes of ``codes`` per vector."""
+        raise NotImplementedError
+
+    @property
+    def n_factors(self) -> int:
+        """float32 ``factors`` per vector."""
+        return 0
+
+    @property
+    def bytes_per_vector(self) -> float:
+        """Codes plus per-vector factors, ids excluded (what faiss calls code size)."""
+        return self.code_size + 4 * self.n_factors
+
+    # --- training and encoding -------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        return True
+
+    def fit(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> "Codec":
+        return self
+
+    def encode(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(codes (n, code_size) uint8, factors (n, n_factors) float32)."""
+        raise NotImplementedError
+
+    def decode(self, codes: np.ndarray, factors: np.ndarray, centroids: np.ndarray,
+               assign: np.ndarray) -> np.ndarray:
+        """Approximate vectors (n, dim) float32 from their codes."""
+        raise NotImplementedError
+
+    # --- search ----------------------------------------------------------------------------
+    def search(self, Q: np.ndarray, centroids: np.ndarray, lists, probes: np.ndarray, k: int,
+               params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (nq, k) float32 ascending, row positions (nq, k) int64; -1 where none)."""
+        raise NotImplementedError
+
+    def warmup(self) -> None:
+        """Compile this codec's kernels now, so the first query pays nothing."""
+
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Fill defaults and validate codec-specific search parameters; unknown names raise."""
+        out = {}
+        for name, (typ, lo, hi, default) in self.search_params.items():
+            value = params.get(name, default)
+            if not isinstance(value, typ) or isinstance(value, bool) or not lo <= value <= hi:
+                raise InvalidParameterError(
+                    f"The {name!r} search parameter of {self.spec} must be a {typ.__name__} in "
+                    f"[{lo}, {hi}]. Got {value!r}."
+                )
+            out[name] = value
+        return out
+
+    # --- persistence: plain arrays and JSON, no pickles ------------------------------------
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able metadata, named arrays) holding everything ``fit`` learned."""
+        return {}, {}
+
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> "Codec":
+        """Restore what ``state`` returned (arrays may be read-only memory maps)."""
+        return self

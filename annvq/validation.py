@@ -1,0 +1,87 @@
+"""Input checks shared by every entry point: one place, one message shape."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .errors import DimensionMismatchError, InvalidParameterError, InvalidVectorsError
+
+METRICS = ("l2", "ip", "cosine")
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise InvalidParameterError(
+            f"The 'metric' parameter must be one of {', '.join(METRICS)}. Got {metric!r}."
+        )
+    return metric
+
+
+def check_int(value, name: str, owner: str, lo: int = 1, hi: int | None = None) -> int:
+    """Return `value` as int, or raise with the sklearn-style message naming the range."""
+    bounds = f"[{lo}, {'inf)' if hi is None else f'{hi}]'}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {owner} must be an int in the range {bounds}. "
+            f"Got {value!r} instead."
+        )
+    if value < lo or (hi is not None and value > hi):
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {owner} must be an int in the range {bounds}. "
+            f"Got {value} instead."
+        )
+    return int(value)
+
+
+def as_vectors(X, dim: int | None = None, *, name: str = "X", allow_empty: bool = False) -> np.ndarray:
+    """Coerce to a C-contiguous float32 (n, dim) matrix; reject wrong shape and NaN/Inf.
+
+    A single 1-D vector is accepted as one row.
+    """
+    arr = np.asarray(X)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InvalidVectorsError(f"{name} must be numeric; got dtype {arr.dtype}.")
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise InvalidVectorsError(f"{name} must be a 2-D array (n, dim); got shape {arr.shape}.")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise InvalidVectorsError(f"{name} holds no vectors (shape {arr.shape}).")
+    if dim is not None and arr.shape[1] != dim:
+        raise DimensionMismatchError(
+            f"{name} has {arr.shape[1]} dimensions, but the index expects {dim}."
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise InvalidVectorsError(f"{name} contains NaN or Inf (first in row {bad}).")
+    return arr
+
+
+def as_ids(ids, n: int, *, name: str = "ids") -> np.ndarray:
+    """Coerce to int64 ids, one per vector, unique within the call."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InvalidParameterError(f"{name} must be a 1-D array of {n} ids; got shape {arr.shape}.")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype == object:
+            raise InvalidParameterError(f"{name} must be integers in the int64 range.")
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise InvalidParameterError(f"{name} must be integers; got dtype {arr.dtype}.")
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise InvalidParameterError(f"{name} must fit in int64.")
+    arr = arr.astype(np.int64, copy=False)
+    if np.unique(arr).size != arr.size:
+        raise InvalidParameterError(f"{name} contains duplicates.")
+    return np.ascontiguousarray(arr)
+
+
+def normalize_rows(X: np.ndarray, *, name: str = "X") -> np.ndarray:
+    """Unit-normalise rows for the cosine metric; a zero vector has no direction and is refused."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    if (norms == 0).any():
+        bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
+        raise InvalidVectorsError(f"{name} row {bad} is a zero vector, which has no cosine direction.")
+    return np.ascontiguousarray(X / norms, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""The ``annvq`` command line (click)."""
