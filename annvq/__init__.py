@@ -1,5 +1,6 @@
 """annvq: an approximate-nearest-neighbour vector database over compressed codes."""
 
+from .collection import Collection, Point
 from .errors import (AnnvqError, DimensionMismatchError, InvalidFileError, InvalidParameterError,
                      InvalidSpecError, InvalidVectorsError, NotTrainedError)
 from .index import Index
@@ -9,7 +10,7 @@ from .spec import IndexSpec, parse_spec
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnnvqError", "DimensionMismatchError", "Index", "IndexSpec", "InvalidFileError",
+    "AnnvqError", "Collection", "DimensionMismatchError", "Index", "IndexSpec", "InvalidFileError",
     "InvalidParameterError", "InvalidSpecError", "InvalidVectorsError", "InvertedLists",
-    "NotTrainedError", "parse_spec", "__version__",
+    "NotTrainedError", "Point", "parse_spec", "__version__",
 ]

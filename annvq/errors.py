@@ -52,3 +52,12 @@ class CorruptFileError(InvalidFileError):
 
 class UnsupportedFormatError(AnnvqError, RuntimeError):
     """A collection written by a newer major format version than this annvq reads."""
+
+
+class StorageError(AnnvqError, OSError):
+    """Writing a collection's files failed (disk full, permission denied); the last committed
+    state is intact and still opens."""
+
+
+class CollectionClosedError(AnnvqError, RuntimeError):
+    """Using a collection after close()."""

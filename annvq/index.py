@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import InvalidParameterError, InvalidVectorsError, NotTrainedError
-from .ivf import InvertedLists, nearest_lists, train_centroids
+from .ivf import InvertedLists, coarse_index, nearest_lists, train_centroids
 from .kernels.config import readonly
 from .kernels.flat import rerank_exact
 from .quantizers import make_codec
@@ -68,6 +68,7 @@ class Index:
                                 transform=self.spec.transform, seed=seed)
         # Without IVF the whole index is one list around the origin.
         self.centroids_ = None if self.spec.nlist else np.zeros((1, self.dim), np.float32)
+        self._coarse = None  # (centroids, faiss index over them), built on first use
         self.lists = InvertedLists.empty(self.nlist, self.codec.code_size, self.codec.n_factors,
                                          self.dim if self.keep_vectors else None)
 
@@ -126,7 +127,14 @@ class Index:
     def _assign(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
         if len(centroids) == 1:
             return np.zeros(len(X), np.int64)
-        return nearest_lists(X, centroids, self.codec_metric, 1)[:, 0]
+        return nearest_lists(X, centroids, self.codec_metric, 1, index=self._coarse_for(centroids))[:, 0]
+
+    def _coarse_for(self, centroids: np.ndarray):
+        """The cached faiss index over `centroids` (rebuilt when the centroids object changes)."""
+        cached = self._coarse
+        if cached is None or cached[0] is not centroids:
+            cached = self._coarse = (centroids, coarse_index(centroids, self.codec_metric))
+        return cached[1]
 
     def encode_lists(self, X, ids=None) -> InvertedLists:
         """Encode vectors into new inverted lists without touching this index's own lists."""
@@ -188,7 +196,8 @@ class Index:
         Q = self._prepare(Q, "queries")
         lists = self.lists  # one snapshot for the whole call
         probes = (np.zeros((len(Q), 1), np.int64) if self.nlist == 1
-                  else nearest_lists(Q, self.centroids_, self.codec_metric, nprobe))
+                  else nearest_lists(Q, self.centroids_, self.codec_metric, nprobe,
+                                     index=self._coarse_for(self.centroids_)))
         scores, pos = self.codec.search(Q, self.centroids_, lists, probes, k * max(rerank, 1), codec_params)
         if rerank:
             alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)

@@ -29,10 +29,17 @@ def train_centroids(X: np.ndarray, nlist: int, metric: str, *, seed: int = 0,
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
 
 
-def nearest_lists(X: np.ndarray, centroids: np.ndarray, metric: str, n: int) -> np.ndarray:
-    """The n best lists for every row, best first (BLAS through faiss's flat index)."""
+def coarse_index(centroids: np.ndarray, metric: str) -> faiss.Index:
+    """A faiss flat index over the centroids, built once per trained model and reused per search."""
     index = faiss.IndexFlatL2(centroids.shape[1]) if metric == "l2" else faiss.IndexFlatIP(centroids.shape[1])
-    index.add(centroids)
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return index
+
+
+def nearest_lists(X: np.ndarray, centroids: np.ndarray, metric: str, n: int, *,
+                  index: faiss.Index | None = None) -> np.ndarray:
+    """The n best lists for every row, best first (BLAS through faiss's flat index)."""
+    index = coarse_index(centroids, metric) if index is None else index
     _, lists = index.search(np.ascontiguousarray(X, dtype=np.float32), n)
     return lists.astype(np.int64)
 

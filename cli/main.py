@@ -10,8 +10,15 @@ import click
 
 # command name -> "module:attribute"
 COMMANDS = {
+    "bench": "cli.bench_cmd:bench",
+    "build": "cli.build_cmd:build",
+    "compact": "cli.compact_cmd:compact",
     "demo": "cli.demo_cmd:demo",
+    "info": "cli.info_cmd:info",
+    "query": "cli.query_cmd:query",
+    "verify": "cli.verify_cmd:verify",
     "datasets": "cli.datasets_cmd:datasets",
+    "serve": "cli.serve_cmd:serve",
 }
 
 

@@ -1,4 +1,4 @@
-"""Exact float32 scans over CSR inverted lists, and exact re-scoring of candidates.
+r"""Exact float32 scans over CSR inverted lists, and exact re-scoring of candidates.
 
 Scores are "smaller is better": for L2, :math:`\|x\|^2 - 2\langle q, x\rangle` (the query's norm
 is added once at the end); for inner product, :math:`-\langle q, x\rangle`. Both are

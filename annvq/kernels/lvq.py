@@ -1,0 +1,169 @@
+r"""Fused decode-and-distance scans for LVQ codes (quantizers.md §3.1).
+
+A row of ``codes`` is ``[l: f16][Δ: f16][level 1: D·B1 bits][level 2: D·B2 bits]``, fields packed
+little-endian bit-first. Level 1 decodes to :math:`\hat x_j = l + Δ c_j`, levels 1+2 to
+:math:`l + Δ c_j - Δ/2 + Δ_2 c2_j` with :math:`Δ_2 = Δ/(2^{B_2}-1)`, both relative to the list
+centroid plus the global mean μ. Scores are smaller-is-better:
+
+* l2: :math:`\|q - c - μ - \hat x\|^2`, decoded coordinate by coordinate inside the sum;
+* ip: :math:`-(\langle q, c+μ\rangle + l\sum_j q_j + Δ\langle q, c\rangle)` (level 1).
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from .config import JIT, PARALLEL_JIT
+from .topk import heap_push, heap_sort
+
+#: bytes of the two float16 constants at the start of each row
+HEADER = 4
+
+
+@numba.njit(**JIT)
+def half_to_float(lo_byte, hi_byte):
+    """IEEE float16 (two little-endian bytes) to float32."""
+    h = np.int64(lo_byte) | (np.int64(hi_byte) << 8)
+    e = (h >> 10) & 0x1F
+    f = h & 0x3FF
+    if e == 0:
+        v = math.ldexp(float(f), -24)
+    elif e == 31:
+        v = math.inf
+    else:
+        v = math.ldexp(float(f + 1024), int(e) - 25)
+    return np.float32(-v if h >> 15 else v)
+
+
+@numba.njit(**JIT)
+def code_at(row, start, j, B):
+    """The B-bit field j of the bit-packed level starting at byte ``start`` of ``row``."""
+    bit = j * B
+    byte = start + (bit >> 3)
+    w = np.int64(row[byte])
+    if byte + 1 < row.shape[0]:
+        w |= np.int64(row[byte + 1]) << 8
+    if byte + 2 < row.shape[0]:
+        w |= np.int64(row[byte + 2]) << 16
+    return (w >> (bit & 7)) & ((1 << B) - 1)
+
+
+@numba.njit(**JIT)
+def level1_l2(qr, row, B, lo, delta):
+    r""":math:`\sum_j (qr_j - l - Δ c_j)^2` over the level-1 code (fast paths for 8 and 4 bits)."""
+    D = qr.shape[0]
+    s = np.float32(0.0)
+    if B == 8:
+        for j in range(D):
+            d = qr[j] - lo - delta * np.float32(row[HEADER + j])
+            s += d * d
+    elif B == 4:
+        for j in range(D // 2):
+            b = row[HEADER + j]
+            d0 = qr[2 * j] - lo - delta * np.float32(b & 15)
+            d1 = qr[2 * j + 1] - lo - delta * np.float32(b >> 4)
+            s += d0 * d0 + d1 * d1
+        if D % 2:
+            d = qr[D - 1] - lo - delta * np.float32(row[HEADER + D // 2] & 15)
+            s += d * d
+    else:
+        for j in range(D):
+            d = qr[j] - lo - delta * np.float32(code_at(row, HEADER, j, B))
+            s += d * d
+    return s
+
+
+@numba.njit(**JIT)
+def level1_dot(q, row, B):
+    r""":math:`\sum_j q_j c_j` over the level-1 code."""
+    D = q.shape[0]
+    s = np.float32(0.0)
+    if B == 8:
+        for j in range(D):
+            s += q[j] * np.float32(row[HEADER + j])
+    elif B == 4:
+        for j in range(D // 2):
+            b = row[HEADER + j]
+            s += q[2 * j] * np.float32(b & 15) + q[2 * j + 1] * np.float32(b >> 4)
+        if D % 2:
+            s += q[D - 1] * np.float32(row[HEADER + D // 2] & 15)
+    else:
+        for j in range(D):
+            s += q[j] * np.float32(code_at(row, HEADER, j, B))
+    return s
+
+
+@numba.njit(**JIT)
+def two_level_score(q, qr, row, B1, B2, level2, base, qsum, is_l2):
+    """The score from the full two-level reconstruction (shortlist re-ranking only)."""
+    lo = half_to_float(row[0], row[1])
+    delta = half_to_float(row[2], row[3])
+    delta2 = delta / np.float32((1 << B2) - 1)
+    shift = lo - np.float32(0.5) * delta
+    s = np.float32(0.0)
+    if is_l2:
+        for j in range(qr.shape[0]):
+            x = shift + delta * np.float32(code_at(row, HEADER, j, B1)) + delta2 * np.float32(code_at(row, level2, j, B2))
+            d = qr[j] - x
+            s += d * d
+        return s
+    for j in range(q.shape[0]):
+        s += q[j] * (delta * np.float32(code_at(row, HEADER, j, B1)) + delta2 * np.float32(code_at(row, level2, j, B2)))
+    return base - shift * qsum - s
+
+
+@numba.njit(**JIT)
+def _list_query(q, centroid, mean, qr):
+    """qr = q - c - μ (l2) and -<q, c + μ> (ip)."""
+    s = np.float32(0.0)
+    for j in range(q.shape[0]):
+        qr[j] = q[j] - centroid[j] - mean[j]
+        s -= q[j] * (centroid[j] + mean[j])
+    return s
+
+
+@numba.njit(**PARALLEL_JIT)
+def lvq_scan(Q, centroids, mean, probes, offsets, codes, B1, B2, level2, is_l2, kscan, k):
+    """Top-k row positions per query: level 1 scanned into a shortlist of ``kscan``, re-ranked
+    with levels 1+2 when B2 > 0. One call per query batch."""
+    nq, D = Q.shape
+    out_s = np.full((nq, k), np.inf, dtype=np.float32)
+    out_l = np.full((nq, k), -1, dtype=np.int64)
+    for qi in numba.prange(nq):
+        q = Q[qi]
+        qr = np.empty(D, dtype=np.float32)
+        short_s = np.full(kscan, np.inf, dtype=np.float32)
+        short_l = np.full(kscan, -1, dtype=np.int64)
+        qsum = np.float32(0.0)
+        for j in range(D):
+            qsum += q[j]
+        for p in range(probes.shape[1]):
+            lst = probes[qi, p]
+            if lst < 0:
+                continue
+            base = _list_query(q, centroids[lst], mean, qr)
+            for r in range(offsets[lst], offsets[lst + 1]):
+                row = codes[r]
+                lo = half_to_float(row[0], row[1])
+                delta = half_to_float(row[2], row[3])
+                if is_l2:
+                    s = level1_l2(qr, row, B1, lo, delta)
+                else:
+                    s = base - lo * qsum - delta * level1_dot(q, row, B1)
+                heap_push(short_s, short_l, s, r)
+        if B2 == 0:
+            heap_sort(short_s, short_l)
+            out_s[qi] = short_s[:k]
+            out_l[qi] = short_l[:k]
+            continue
+        for c in range(kscan):
+            r = short_l[c]
+            if r < 0:
+                continue
+            lst = np.searchsorted(offsets, r, side="right") - 1
+            base = _list_query(q, centroids[lst], mean, qr)
+            s = two_level_score(q, qr, codes[r], B1, B2, level2, base, qsum, is_l2)
+            heap_push(out_s[qi], out_l[qi], s, r)
+        heap_sort(out_s[qi], out_l[qi])
+    return out_s, out_l

@@ -1,0 +1,259 @@
+"""SAQ: PCA, DP segmentation and bit allocation, a random rotation and CAQ per segment.
+
+quantizers.md §2. The PCA is fitted on a sample, vectors are padded to a multiple of 64, the
+plan ``[(L_s, B_s), ...]`` comes from the DP over PCA variances (allocation.py), every non-zero
+segment gets its own random orthogonal rotation, and the residual to the IVF centroid is CAQ
+encoded segment by segment. PCA and rotations are folded into one (dim, D_pad) matrix W with
+orthonormal rows, so ``(x - c) @ W`` preserves distances and inner products.
+
+Per vector: the bit planes of every segment (MSB plane first, segment after segment) and the
+float32 factors ``(||o_s||, rescale_s)`` per non-zero segment, then the 0-bit tail's norm.
+``CAQ{B}`` is the one-segment special case without PCA: the Extended-RaBitQ-equivalent baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ..errors import InvalidParameterError, InvalidSpecError
+from ..kernels.bits import pack_planes, unpack_planes
+from ..kernels.config import readonly
+from ..kernels.scan import saq_scan
+from ..linalg import block_diag, fit_pca, padded_dim, random_orthogonal
+from ..validation import check_int
+from .allocation import MAX_SEGMENT_BITS, check_bits, plan_segments
+from .base import Codec
+from .caq import ROUNDS, caq_encode, grid_vectors, reconstruct
+
+#: Rows encoded per GEMM + CAQ pass, bounding the memory of the rotated residuals.
+ENCODE_CHUNK = 16384
+#: Stands for "no bound" in the stage-0 term m * sigma (kernels compile with fastmath: no inf).
+NO_BOUND = np.float32(1e30)
+
+
+class SAQCodec(Codec):
+    """``SAQ{bits}``: fractional average bits per dimension in [0.2, 13], e.g. SAQ0.5, SAQ4."""
+
+    pattern = r"SAQ(\d+(?:\.\d+)?)"
+    #: m: stage-0 Chebyshev multiplier (inf turns stage 0 off); prune 0 scores every candidate exactly.
+    search_params = {"m": (numbers.Real, 0.0, math.inf, 4.0), "prune": (int, 0, 1, 1)}
+    residual = True
+
+    def __init__(self, dim: int, metric: str, *, bits: float = 4.0, rounds: int = ROUNDS, seed: int = 0):
+        super().__init__(dim, metric, seed=seed)
+        self.bits = bits
+        self.rounds = rounds
+        self.plan_: list[tuple[int, int]] | None = None
+        self.modelled_error_ = None
+        self.transform_ = self.mean_ = self.components_ = self.variance_ = None
+        self._centroid_cache = (None, None)
+
+    @classmethod
+    def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
+        if transform is not None:
+            raise InvalidSpecError(f"The {match.group(0)} codec does not support the {transform} transform.")
+        check_int(dim, "dim", match.group(0))
+        return cls(dim, metric, bits=check_bits(float(match.group(1)), match.group(0)), seed=seed)
+
+    @property
+    def spec(self) -> str:
+        return f"SAQ{self.bits:g}"
+
+    # --- layout derived from the plan ------------------------------------------------------
+    @property
+    def padded_dim(self) -> int:
+        return padded_dim(self.dim)
+
+    @property
+    def segments(self) -> list[tuple[int, int, int]]:
+        """(first dimension, length, bits) of every non-zero segment, in plan order."""
+        out, start = [], 0
+        for length, bits in self.plan_ or []:
+            if bits:
+                out.append((start, length, bits))
+            start += length
+        return out
+
+    @property
+    def tail_dim(self) -> int:
+        """First dimension of the 0-bit tail (D_pad when there is none)."""
+        return sum(length for length, bits in self.plan_ if bits)
+
+    @property
+    def code_size(self) -> int:
+        return sum(length * bits for _, length, bits in self.segments) // 8
+
+    @property
+    def n_factors(self) -> int:
+        if self.plan_ is None:
+            return 0
+        return 2 * len(self.segments) + int(self.tail_dim < self.padded_dim)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.plan_ is not None
+
+    # --- training --------------------------------------------------------------------------
+    def fit(self, X, centroids, assign):
+        rng = np.random.default_rng(self.seed)
+        self.mean_, self.components_, variance = fit_pca(X, rng)
+        self.variance_ = np.zeros(self.padded_dim, np.float32)
+        self.variance_[:self.dim] = variance
+        plan, self.modelled_error_ = plan_segments(self.variance_, self.bits)
+        rotations = [random_orthogonal(length, rng) for length, bits in plan if bits]
+        pca = np.zeros((self.dim, self.padded_dim), np.float32)
+        pca[:, :self.dim] = self.components_
+        self._set_model(plan, pca @ block_diag(rotations, self.padded_dim))
+        return self
+
+    def _set_model(self, plan, transform):
+        self.plan_ = [(int(length), int(bits)) for length, bits in plan]
+        self.transform_ = np.ascontiguousarray(transform, dtype=np.float32)
+        self._centroid_cache = (None, None)
+        segs = self.segments
+        self._seg_arrays = tuple(np.array([s[i] for s in segs], np.int64) for i in range(3))
+        words = np.array([length * bits // 64 for _, length, bits in segs], np.int64)
+        self._seg_word = np.concatenate([[0], np.cumsum(words)[:-1]]).astype(np.int64)
+
+    # --- encoding --------------------------------------------------------------------------
+    def rotate(self, X: np.ndarray) -> np.ndarray:
+        """Rows in the codec's space: PCA, padding and per-segment rotations in one GEMM."""
+        return np.asarray(X, np.float32) @ self.transform_
+
+    def encode(self, X, centroids, assign):
+        n = len(X)
+        codes = np.zeros((n, self.code_size), np.uint8)
+        words = codes.view(np.uint64)
+        factors = np.zeros((n, self.n_factors), np.float32)
+        coded = self.transform_[:, :self.tail_dim]
+        for a in range(0, n, ENCODE_CHUNK):
+            b = min(n, a + ENCODE_CHUNK)
+            residual = np.asarray(X[a:b], np.float32) - centroids[assign[a:b]]
+            O = residual @ coded
+            for s, ((start, length, bits), w) in enumerate(zip(self.segments, self._seg_word)):
+                seg_codes, norms, rescale = caq_encode(np.ascontiguousarray(O[:, start:start + length]),
+                                                       bits, self.rounds)
+                words[a:b, w:w + bits * length // 64] = pack_planes(seg_codes, bits)
+                factors[a:b, 2 * s], factors[a:b, 2 * s + 1] = norms, rescale
+            if self.tail_dim < self.padded_dim:
+                # The transform is orthogonal: the tail holds whatever norm the coded part lacks.
+                tail = (np.einsum("ij,ij->i", residual, residual, dtype=np.float64)
+                        - np.einsum("ij,ij->i", O, O, dtype=np.float64))
+                factors[a:b, -1] = np.sqrt(np.maximum(tail, 0))
+        return codes, factors
+
+    def segment_codes(self, codes: np.ndarray) -> list[np.ndarray]:
+        """The integer CAQ codes (n, L_s) of every non-zero segment, unpacked from the planes."""
+        words = np.ascontiguousarray(codes).view(np.uint64)
+        return [unpack_planes(words[:, w:w + bits * length // 64], bits, length)
+                for (_, length, bits), w in zip(self.segments, self._seg_word)]
+
+    def decode(self, codes, factors, centroids, assign):
+        O = np.zeros((len(codes), self.tail_dim), np.float32)
+        for s, ((start, length, bits), c) in enumerate(zip(self.segments, self.segment_codes(codes))):
+            O[:, start:start + length] = reconstruct(c, bits, factors[:, 2 * s], factors[:, 2 * s + 1])
+        return centroids[assign] + O @ self.transform_[:, :self.tail_dim].T
+
+    def estimate(self, Q, centroid, codes, factors) -> np.ndarray:
+        """Exact-arithmetic scores (nq, n) of the rows of one list around ``centroid``: the
+        float64 reference of what stage 2 of the scan computes (squared L2, or -IP)."""
+        Qr = self.rotate(Q).astype(np.float64)
+        c = self.rotate(centroid[None])[0].astype(np.float64)
+        Qt = Qr - c if self.metric == "l2" else Qr
+        out = np.zeros((len(Q), len(codes)))
+        for s, ((start, length, bits), seg) in enumerate(zip(self.segments, self.segment_codes(codes))):
+            q = Qt[:, start:start + length]
+            est = (grid_vectors(seg, bits).astype(np.float64) @ q.T).T * factors[:, 2 * s + 1]
+            norm2 = factors[:, 2 * s].astype(np.float64) ** 2
+            out += (norm2 + (q * q).sum(1)[:, None] - 2 * est) if self.metric == "l2" else -est
+        if self.metric == "l2":
+            tail = Qt[:, self.tail_dim:]
+            out += (tail * tail).sum(1)[:, None]
+            if self.tail_dim < self.padded_dim:
+                out += factors[:, -1].astype(np.float64) ** 2
+        else:
+            out -= (Qr @ c)[:, None]
+        return out
+
+    # --- search ----------------------------------------------------------------------------
+    def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
+        cached, rotated = self._centroid_cache
+        if cached is not centroids:
+            rotated = np.ascontiguousarray(self.rotate(centroids))
+            self._centroid_cache = (centroids, rotated)
+        return rotated
+
+    def variance_bounds(self, Q: np.ndarray, m: float) -> np.ndarray:
+        """m * sigma_s(q) per query and non-zero segment (eq. 20): sigma_s^2 = sum q_i^2 var_i over
+        the PCA-projected query. A single segment has no stage 0 (§2.7)."""
+        S = len(self.segments)
+        if S <= 1 or not math.isfinite(m):
+            return np.full((len(Q), S), NO_BOUND, np.float32)
+        Qp = (np.asarray(Q, np.float32) - self.mean_) @ self.components_
+        weighted = Qp.astype(np.float64) ** 2 * self.variance_[:self.dim]
+        sigma = np.stack([weighted[:, start:start + length].sum(1) for start, length, _ in self.segments], 1)
+        return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
+
+    def search(self, Q, centroids, lists, probes, k, params):
+        params = self.check_params(params)
+        seg_dim, seg_len, seg_bits = self._seg_arrays
+        codes = readonly(np.ascontiguousarray(lists.codes).view(np.uint64))
+        return saq_scan(np.ascontiguousarray(self.rotate(Q)), self._rotated_centroids(centroids),
+                        self.variance_bounds(Q, float(params["m"])), probes, readonly(lists.offsets),
+                        codes, readonly(lists.factors), seg_dim, seg_len, seg_bits, self._seg_word,
+                        self.tail_dim, self.metric == "l2", bool(params["prune"]), k)
+
+    def warmup(self):
+        from ..ivf import InvertedLists
+
+        X = np.random.default_rng(0).standard_normal((2, self.dim)).astype(np.float32)
+        centroids = np.zeros((1, self.dim), np.float32)
+        assign = np.zeros(2, np.int64)
+        codes, factors = self.encode(X, centroids, assign)
+        lists = InvertedLists.from_rows(1, assign, np.arange(2), codes, factors)
+        self.search(X, centroids, lists, np.zeros((2, 1), np.int64), 1, {})
+
+    # --- persistence -----------------------------------------------------------------------
+    def state(self):
+        meta = {"bits": self.bits, "rounds": self.rounds, "plan": self.plan_,
+                "modelled_error": self.modelled_error_}
+        arrays = {"transform": self.transform_}
+        if self.mean_ is not None:
+            arrays.update(mean=self.mean_, components=self.components_, variance=self.variance_)
+        return meta, arrays
+
+    def load_state(self, meta, arrays):
+        self.bits, self.rounds, self.modelled_error_ = meta["bits"], meta["rounds"], meta["modelled_error"]
+        self.mean_, self.components_, self.variance_ = (arrays.get(n) for n in ("mean", "components", "variance"))
+        self._set_model(meta["plan"], arrays["transform"])
+        return self
+
+
+class CAQCodec(SAQCodec):
+    """``CAQ{B}``: one segment of D_pad dimensions at B bits after one random rotation, no PCA."""
+
+    pattern = r"CAQ(\d+)"
+
+    @classmethod
+    def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
+        if transform is not None:
+            raise InvalidSpecError(f"The {match.group(0)} codec does not support the {transform} transform.")
+        check_int(dim, "dim", match.group(0))
+        bits = int(match.group(1))
+        if not 1 <= bits <= MAX_SEGMENT_BITS:
+            raise InvalidParameterError(
+                f"The 'bits' parameter of CAQ must be an int in [1, {MAX_SEGMENT_BITS}]. Got {bits}."
+            )
+        return cls(dim, metric, bits=bits, seed=seed)
+
+    @property
+    def spec(self) -> str:
+        return f"CAQ{self.bits:g}"
+
+    def fit(self, X, centroids, assign):
+        rotation = random_orthogonal(self.padded_dim, np.random.default_rng(self.seed))
+        self._set_model([(self.padded_dim, int(self.bits))], rotation[:self.dim])
+        return self

@@ -1,0 +1,215 @@
+"""HTTP load generator for the annvq service: N concurrent clients on loopback sending
+single-vector queries, bounded in count and time, optionally with one writer upserting at the
+same time; reports throughput and p50/p99 latency, and the same search called in-process.
+
+    python3 -m bench.http_load                      # fashion-mnist, IVF1024,SAQ4, nprobe 16
+    python3 -m bench.http_load --url http://127.0.0.1:8000 --collection fmnist --writer
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+WRITER_BATCH = 100          # vectors per upsert request
+WRITER_INTERVAL_S = 0.1     # pause between upserts: ~1000 vectors/s, a steady ingest, not a flood
+WRITER_ID_BASE = 1 << 40    # writer ids never collide with the dataset's
+# Untimed queries first: the first couple of hundred searches after opening run slower (page
+# faults on the mapped files, thread pools starting), in-process and over HTTP alike.
+WARMUP_QUERIES = 200
+
+
+def _percentiles(seconds: list[float]) -> dict:
+    if not seconds:
+        return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
+    ms = np.asarray(seconds) * 1e3
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
+            "mean_ms": round(float(ms.mean()), 3)}
+
+
+def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: int = 4,
+                  duration_s: float = 20.0, max_requests: int = 20_000, writer: bool = False,
+                  nprobe: int = 16, k: int = 10, api_key: str | None = None) -> dict:
+    """`clients` threads, one keep-alive connection each, POST /query with the rows of `queries`
+    in turn until `duration_s` passes or `max_requests` were sent in all. With `writer`, one more
+    thread upserts batches of perturbed query vectors under fresh ids meanwhile."""
+    headers = {"api-key": api_key} if api_key else {}
+    path = f"/v1/collections/{collection}/query"
+    lock = threading.Lock()
+    sent = 0
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    stop = threading.Event()
+    deadline = time.perf_counter() + duration_s
+
+    def client(slot: int) -> None:
+        nonlocal sent
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            i = slot
+            while not stop.is_set() and time.perf_counter() < deadline:
+                with lock:
+                    if sent >= max_requests:
+                        return
+                    sent += 1
+                body = {"vector": queries[i % len(queries)].tolist(), "k": k, "params": {"nprobe": nprobe},
+                        "with_payload": False}
+                start = time.perf_counter()
+                r = c.post(path, json=body)
+                latencies[slot].append(time.perf_counter() - start)
+                if r.status_code != 200 or len(r.json()["ids"]) != k:
+                    errors.append(f"{r.status_code} {r.text[:200]}")
+                i += clients
+
+    writes: list[float] = []
+    write_errors: list[str] = []
+
+    def write() -> None:
+        rng = np.random.default_rng(0)
+        next_id = WRITER_ID_BASE
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            while not stop.is_set() and time.perf_counter() < deadline:
+                rows = queries[rng.integers(len(queries), size=WRITER_BATCH)]
+                rows = rows + rng.normal(0, 1, rows.shape).astype(np.float32)
+                ids = list(range(next_id, next_id + WRITER_BATCH))
+                start = time.perf_counter()
+                r = c.put(f"/v1/collections/{collection}/points", json={"ids": ids, "vectors": rows.tolist()})
+                writes.append(time.perf_counter() - start)
+                if r.status_code != 200:
+                    write_errors.append(f"{r.status_code} {r.text[:200]}")
+                next_id += WRITER_BATCH
+                stop.wait(WRITER_INTERVAL_S)
+
+    threads = [threading.Thread(target=client, args=(s,)) for s in range(clients)]
+    if writer:
+        threads.append(threading.Thread(target=write))
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads[:clients]:
+        t.join()
+    elapsed = time.perf_counter() - began
+    stop.set()
+    for t in threads[clients:]:
+        t.join()
+    all_lat = [x for per in latencies for x in per]
+    out = {"clients": clients, "writer": writer, "nprobe": nprobe, "k": k, "requests": len(all_lat),
+           "errors": len(errors), "seconds": round(elapsed, 2), "qps": round(len(all_lat) / elapsed, 1),
+           **_percentiles(all_lat), "first_errors": errors[:3]}
+    if writer:
+        out["upserts"] = {"requests": len(writes), "vectors": len(writes) * WRITER_BATCH,
+                          "errors": len(write_errors), **_percentiles(writes), "first_errors": write_errors[:3]}
+    return out
+
+
+def ping_latency(url: str, n: int = 200, api_key: str | None = None) -> dict:
+    """p50/p99 of GET /healthz: the loopback round trip with no work behind it."""
+    times = []
+    with httpx.Client(base_url=url, headers={"api-key": api_key} if api_key else {}) as c:
+        for _ in range(n):
+            start = time.perf_counter()
+            c.get("/healthz").raise_for_status()
+            times.append(time.perf_counter() - start)
+    return {"requests": n, **_percentiles(times)}
+
+
+def inprocess_latency(col, queries: np.ndarray, *, nprobe: int, k: int, n: int) -> dict:
+    """p50/p99 of `Collection.search` on one vector at a time: the baseline HTTP adds to."""
+    times = []
+    for i in range(n):
+        q = queries[i % len(queries)][None]
+        start = time.perf_counter()
+        col.search(q, k, nprobe=nprobe)
+        times.append(time.perf_counter() - start)
+    return {"requests": n, **_percentiles(times)}
+
+
+def build_fashion_mnist(path: Path, spec: str) -> None:
+    """A collection of Fashion-MNIST's 60,000 training images (ids 0..59999), trained and persisted."""
+    from annvq import Collection
+    from bench.datasets import info
+
+    chunks, _ = info("fashion-mnist-784-euclidean").build()
+    with Collection.create(path, 784, metric="l2", spec=spec) as col:
+        start = 0
+        for X in chunks:
+            col.upsert(np.arange(start, start + len(X)), X)
+            start += len(X)
+        col.train()
+        col.persist()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="A running server (default: start one on --data-dir).")
+    p.add_argument("--data-dir", type=Path, default=Path("data/http-bench"),
+                   help="Data dir; the collection is built here from Fashion-MNIST when missing.")
+    p.add_argument("--collection", default="fmnist")
+    p.add_argument("--spec", default="IVF1024,SAQ4")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--duration", type=float, default=20.0, help="Seconds per run (upper bound).")
+    p.add_argument("--max-requests", type=int, default=20_000, help="Requests per run (upper bound).")
+    p.add_argument("--nprobe", type=int, default=16)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--writer", action="store_true", help="Only the run with one writer.")
+    p.add_argument("--inprocess-queries", type=int, default=500,
+                   help="Single-vector searches timed in-process (skipped with --url).")
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--out", type=Path, help="Also write the results as JSON here.")
+    args = p.parse_args(argv)
+
+    from bench.datasets import info
+
+    _, queries = info("fashion-mnist-784-euclidean").build()
+    results = {"spec": args.spec, "collection": args.collection}
+    if args.url is None:
+        from annvq import Collection
+        from service.process import serve_in_subprocess, wait_ready
+
+        path = args.data_dir / args.collection
+        if not path.exists():
+            print(f"building {path} ({args.spec}) from Fashion-MNIST ...", flush=True)
+            args.data_dir.mkdir(parents=True, exist_ok=True)
+            build_fashion_mnist(path, args.spec)
+        with Collection.open(path, read_only=True) as col:
+            if col.spec != args.spec:
+                p.error(f"{path} holds a {col.spec} collection, not {args.spec}; use another --data-dir.")
+            col.warmup()
+            inprocess_latency(col, queries, nprobe=args.nprobe, k=args.k, n=WARMUP_QUERIES)
+            results["inprocess"] = inprocess_latency(col, queries, nprobe=args.nprobe, k=args.k,
+                                                     n=args.inprocess_queries)
+        print("in-process Collection.search:", json.dumps(results["inprocess"]), flush=True)
+        server = serve_in_subprocess(args.data_dir, "--log-level", "warning",
+                                     log_path=args.data_dir / "serve.log")
+    else:
+        server = contextlib.nullcontext(args.url)
+    with server as url:
+        with httpx.Client(base_url=url, timeout=600) as c:
+            if args.url is None:
+                wait_ready(c, timeout_s=600)
+        run_http_load(url, args.collection, queries, clients=1, duration_s=args.duration,  # warm-up
+                      max_requests=WARMUP_QUERIES, nprobe=args.nprobe, k=args.k, api_key=args.api_key)
+        results["healthz"] = ping_latency(url, api_key=args.api_key)
+        print("GET /healthz:", json.dumps(results["healthz"]), flush=True)
+        # one client first: its p50 against the in-process p50 is the cost of HTTP itself
+        runs = {"with_writer": (args.clients, True)} if args.writer else {
+            "one_client": (1, False), "queries_only": (args.clients, False), "with_writer": (args.clients, True)}
+        for label, (clients, writer) in runs.items():
+            r = run_http_load(url, args.collection, queries, clients=clients, duration_s=args.duration,
+                              max_requests=args.max_requests, writer=writer, nprobe=args.nprobe, k=args.k,
+                              api_key=args.api_key)
+            results[label] = r
+            print(f"{label}:", json.dumps(r), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""``annvq serve``: run the HTTP service (uvicorn) over the collections in a data dir."""
+
+from __future__ import annotations
+
+import click
+
+from .main import user_errors
+
+
+@click.command("serve")
+@click.argument("data_dir", envvar="ANNVQ_DATA_DIR", type=click.Path(file_okay=False))
+@click.option("--host", envvar="ANNVQ_HOST", default="127.0.0.1", show_default=True,
+              help="Interface to bind; 0.0.0.0 exposes the service to the network.")
+@click.option("--port", envvar="ANNVQ_PORT", type=click.IntRange(0, 65535), default=8000,
+              show_default=True)
+@click.option("--max-request-mb", envvar="ANNVQ_MAX_REQUEST_MB", type=click.FloatRange(min=0, min_open=True),
+              default=64.0, show_default=True, help="Larger request bodies get 413.")
+@click.option("--threads", envvar="ANNVQ_THREADS", type=click.IntRange(min=1), default=None,
+              help="Worker threads running searches and writes (default 40).")
+@click.option("--read-only", envvar="ANNVQ_READ_ONLY", is_flag=True,
+              help="Open collections read-only and refuse every write with 403.")
+@click.option("--api-key", envvar="ANNVQ_API_KEY", default=None,
+              help="Require this key ('api-key' header or 'Authorization: Bearer') on every "
+                   "endpoint but /healthz and /readyz. Prefer the environment variable.")
+@click.option("--no-warmup", is_flag=True, help="Skip compiling kernels at start-up.")
+@click.option("--log-level", envvar="ANNVQ_LOG_LEVEL", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@user_errors
+def serve(data_dir, host, port, max_request_mb, threads, read_only, api_key, no_warmup, log_level):
+    """Serve the collections under DATA_DIR (one sub-directory each) over HTTP.
+
+    \b
+    Every option can also come from the environment: ANNVQ_DATA_DIR, ANNVQ_HOST, ANNVQ_PORT,
+    ANNVQ_MAX_REQUEST_MB, ANNVQ_THREADS, ANNVQ_READ_ONLY, ANNVQ_API_KEY, ANNVQ_LOG_LEVEL.
+    API docs: http://HOST:PORT/docs
+    """
+    import uvicorn
+
+    from service.app import create_app
+
+    app = create_app(data_dir, api_key=api_key, read_only=read_only,
+                     max_request_bytes=int(max_request_mb * 1024 * 1024), threads=threads,
+                     warmup=not no_warmup)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")

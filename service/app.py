@@ -1,0 +1,79 @@
+"""Build the FastAPI app: settings, the collection registry, error handlers, metrics and routers.
+
+Collections open in the lifespan (so a bad one is logged before the first request); kernels
+compile in a background thread, and `/readyz` says 503 until they are warm while `/healthz`
+already answers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+import annvq
+
+from . import errors
+from .body_limit import BodyLimitMiddleware
+from .metrics import Metrics, MetricsMiddleware
+from .registry import Registry
+from .routes import api_router
+from .routes.health import guarded, router as health_router
+from .settings import DEFAULT_MAX_REQUEST_BYTES, Settings
+
+log = logging.getLogger("annvq.service")
+
+
+def _warm(registry: Registry, ready: threading.Event) -> None:
+    try:
+        registry.warmup()
+    except Exception:  # a failed warm-up only costs the first query its compile time
+        log.exception("kernel warm-up failed")
+    ready.set()
+
+
+def create_app(data_dir: str | os.PathLike, *, api_key: str | None = None, read_only: bool = False,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, threads: int | None = None,
+               warmup: bool = True) -> FastAPI:
+    """The annvq service over the collections in `data_dir` (one sub-directory each).
+
+    `api_key` guards every endpoint but /healthz and /readyz; `read_only` refuses writes with 403;
+    bodies over `max_request_bytes` get 413; `threads` caps the worker threads that run blocking
+    handlers (searches, writes); `warmup=False` skips compiling kernels at start-up.
+    """
+    settings = Settings(data_dir=data_dir, api_key=api_key, read_only=read_only,
+                        max_request_bytes=max_request_bytes, threads=threads, warmup=warmup)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.threads is not None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        await anyio.to_thread.run_sync(app.state.registry.open_all)
+        if settings.warmup:
+            threading.Thread(target=_warm, args=(app.state.registry, app.state.ready),
+                             name="annvq-warmup", daemon=True).start()
+        else:
+            app.state.ready.set()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(app.state.registry.close_all)
+
+    app = FastAPI(title="annvq", version=annvq.__version__, lifespan=lifespan,
+                  description="Approximate nearest-neighbour search over compressed codes.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.registry = Registry(settings.data_dir, read_only=settings.read_only)
+    app.state.metrics = Metrics()
+    app.state.ready = threading.Event()
+    errors.install(app)
+    # the last middleware added runs first: metrics also time and count the 413s
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(health_router)
+    app.include_router(guarded)
+    app.include_router(api_router)
+    return app

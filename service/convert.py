@@ -1,0 +1,40 @@
+"""JSON rows <-> numpy, and search output -> response columns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from annvq import Collection
+from annvq.errors import DimensionMismatchError
+
+
+def as_matrix(rows: list[list[float]], dim: int, name: str = "vectors") -> np.ndarray:
+    """A float32 (n, dim) matrix; a row of another length is a DimensionMismatchError naming it
+    (numpy would refuse a ragged list with a bare ValueError)."""
+    for i, row in enumerate(rows):
+        if len(row) != dim:
+            raise DimensionMismatchError(
+                f"{name} row {i} has {len(row)} dimensions, but the collection expects {dim}.")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused by the collection
+        return np.array(rows, dtype=np.float32).reshape(len(rows), dim)
+
+
+def search_kwargs(params) -> dict:
+    """Collection.search keywords from a `SearchParams` body; extra fields are codec knobs."""
+    extra = dict(params.model_extra or {})
+    return {"nprobe": params.nprobe, "rerank": params.rerank, "exact": params.exact,
+            "params": extra or None}
+
+
+def hits(col: Collection, dist: np.ndarray, ids: np.ndarray, *, with_payload: bool,
+         with_vector: bool) -> dict:
+    """One query's neighbours as columns; the -1 padding (fewer than k points) is dropped."""
+    keep = ids >= 0
+    id_list = ids[keep].tolist()
+    out = {"ids": id_list, "distances": dist[keep].tolist(), "payloads": None, "vectors": None}
+    if with_payload:
+        out["payloads"] = col.payloads(id_list)
+    if with_vector:
+        found = {p.id: p.vector for p in col.get(id_list, with_vectors=True, with_payloads=False)}
+        out["vectors"] = [None if found.get(i) is None else found[i].tolist() for i in id_list]
+    return out

@@ -1,0 +1,103 @@
+"""Typed dependencies, so a handler's signature reads like its spec: `CollectionDep` resolves the
+``{name}`` path parameter to an open collection (404 once, here), `require_api_key` and
+`require_writable` are guards attached with ``dependencies=[...]``. All are ``async`` because
+none blocks: a sync dependency would cost a threadpool hop per request. The exception is
+`JsonBody`, which exists to move work off the event loop."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Path, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+
+from annvq import Collection
+
+from .errors import ApiError
+from .metrics import Metrics
+from .registry import Registry
+from .settings import Settings
+
+_api_key_header = APIKeyHeader(name="api-key", auto_error=False, description="The server's API key.")
+_bearer = HTTPBearer(auto_error=False, description="The server's API key as a bearer token.")
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+CollectionName = Annotated[str, Path(description="Collection name: 1-64 of [A-Za-z0-9_-].")]
+
+
+async def get_collection(name: CollectionName, registry: RegistryDep) -> Collection:
+    return registry.get(name)
+
+
+CollectionDep = Annotated[Collection, Depends(get_collection)]
+
+
+async def require_api_key(settings: SettingsDep,
+                          header: Annotated[str | None, Security(_api_key_header)] = None,
+                          bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None):
+    """401 unless the request carries the configured key (`api-key` header or Bearer token)."""
+    if settings.api_key is None:
+        return
+    given = header if header is not None else (bearer.credentials if bearer else None)
+    # compare_digest: the time taken does not depend on where the first wrong byte is.
+    if given is None or not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+        raise ApiError(401, "unauthorized",
+                       "Missing or wrong API key: send it in the 'api-key' header or as "
+                       "'Authorization: Bearer <key>'.")
+
+
+async def require_writable(settings: SettingsDep):
+    """403 on every write when the server runs with --read-only."""
+    if settings.read_only:
+        raise ApiError(403, "read_only", "This server is read-only (--read-only); writes are refused.")
+
+
+Writable = Depends(require_writable)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+def JsonBody(model: type[Model]):
+    """``Annotated[model, JsonBody(model)]``: the request body validated as `model` by pydantic's
+    own JSON parser in a worker thread. FastAPI parses bodies on the event loop, where a
+    multi-megabyte upsert would stall every other request (/healthz included) for its parse;
+    this is also several times faster than ``json.loads`` plus validation. Errors keep FastAPI's
+    shape (loc starts with "body"). Pair with ``openapi_extra=body_schema(model)``."""
+
+    def parse(raw: Annotated[bytes, Depends(_raw_body)]) -> Model:
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+    return Depends(parse)
+
+
+def body_schema(model: type[BaseModel]) -> dict:
+    """The OpenAPI request body for a route that reads `model` through `JsonBody`."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)  # nested models are in components already (other routes use them)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

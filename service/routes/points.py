@@ -1,0 +1,52 @@
+"""Points: upsert (column-wise), delete, get by ids, get one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+
+from ..convert import as_matrix
+from ..deps import CollectionDep, CollectionName, JsonBody, MetricsDep, Writable, body_schema
+from ..errors import ApiError
+from ..schemas import DeleteResult, PointIds, PointPublic, PointsGet, PointsPublic, PointsUpsert, UpsertResult
+
+router = APIRouter(prefix="/collections/{name}/points", tags=["points"])
+
+
+def public(point) -> PointPublic:
+    vector = None if point.vector is None else point.vector.tolist()
+    return PointPublic(id=point.id, vector=vector, payload=point.payload)
+
+
+@router.put("", response_model=UpsertResult, dependencies=[Writable], openapi_extra=body_schema(PointsUpsert))
+def upsert_points(name: CollectionName, body: Annotated[PointsUpsert, JsonBody(PointsUpsert)],
+                  col: CollectionDep, metrics: MetricsDep):
+    """Insert or replace points; all or nothing (a bad row rejects the whole request)."""
+    n = col.upsert(body.ids, as_matrix(body.vectors, col.dim), body.payloads)
+    metrics.count_vectors(name, "upsert", n)
+    return UpsertResult(upserted=n, count=col.count)
+
+
+@router.post("/delete", response_model=DeleteResult, dependencies=[Writable])
+def delete_points(name: CollectionName, body: PointIds, col: CollectionDep, metrics: MetricsDep):
+    """Delete points by id; `deleted` counts the ids that existed."""
+    n = col.delete(body.ids)
+    metrics.count_vectors(name, "delete", n)
+    return DeleteResult(deleted=n, count=col.count)
+
+
+@router.post("/get", response_model=PointsPublic)
+def get_points(body: PointsGet, col: CollectionDep):
+    """The points among `ids` that exist, in request order."""
+    data = [public(p) for p in col.get(body.ids, with_vectors=body.with_vector,
+                                       with_payloads=body.with_payload)]
+    return PointsPublic(data=data, count=len(data))
+
+
+@router.get("/{point_id}", response_model=PointPublic)
+def get_point(name: CollectionName, point_id: int, col: CollectionDep):
+    found = col.get([point_id])
+    if not found:
+        raise ApiError(404, "point_not_found", f"No point {point_id} in collection {name!r}.")
+    return public(found[0])

@@ -1,0 +1,222 @@
+"""SAQ/CAQ inside the IVF Index: transforms, layout, multi-stage search, metrics, bad input
+(quantizers.md §6.4 items 1, 9, 10)."""
+
+import math
+
+import numpy as np
+import pytest
+from naive import clustered, exact_knn, recall
+
+from annvq import Index
+from annvq.errors import InvalidParameterError, InvalidSpecError, InvalidVectorsError
+from annvq.ivf import nearest_lists
+from annvq.linalg import apply_pca, fit_pca, pad64, random_orthogonal
+
+
+def split(n, nq, dim, seed):
+    """Base vectors and queries from the same clusters."""
+    Z = clustered(n + nq, dim, seed=seed)
+    return Z[:n], Z[n:]
+
+
+@pytest.fixture(scope="module")
+def data128():
+    return split(3000, 60, 128, seed=3)
+
+
+@pytest.fixture(scope="module")
+def saq4(data128):
+    X, _ = data128
+    return Index(128, "IVF16,SAQ4").train(X).add(X)
+
+
+def probed_estimates(index, Q, nprobe):
+    """Every probed (query, row) pair's exact-arithmetic estimate, per query: (rows, scores)."""
+    probes = nearest_lists(Q, index.centroids_, index.codec_metric, nprobe)
+    lists, out = index.lists, []
+    for qi, q in enumerate(Q):
+        rows, scores = [], []
+        for lst in probes[qi]:
+            a, b = lists.offsets[lst], lists.offsets[lst + 1]
+            rows.append(np.arange(a, b))
+            scores.append(index.codec.estimate(q[None], index.centroids_[lst], lists.codes[a:b],
+                                               lists.factors[a:b])[0])
+        out.append((np.concatenate(rows), np.concatenate(scores)))
+    return out
+
+
+def mean_relative_error(index, X, Q, nprobe):
+    errors = []
+    for q, (rows, est) in zip(Q, probed_estimates(index, Q, nprobe)):
+        true = ((X[index.lists.ids[rows]].astype(np.float64) - q) ** 2).sum(1)
+        errors.append(np.abs(est - true) / true)
+    return np.mean(np.concatenate(errors))
+
+
+# --- transforms -----------------------------------------------------------------------------
+def test_rotation_and_pca_properties():
+    rng = np.random.default_rng(0)
+    P = random_orthogonal(96, rng)
+    assert np.abs(P.T @ P - np.eye(96)).max() < 1e-5
+    X = clustered(500, 96, seed=4)
+    d = np.linalg.norm(X[:50] - X[50:100], axis=1)
+    np.testing.assert_allclose(np.linalg.norm((X[:50] - X[50:100]) @ P, axis=1), d, rtol=1e-4)
+    mean, V, var = fit_pca(X, rng)
+    Xp = apply_pca(X, mean, V)
+    np.testing.assert_allclose(Xp @ V.T + mean, X, atol=1e-4 * np.abs(X).max())
+    np.testing.assert_allclose(Xp.var(axis=0), var, rtol=1e-3, atol=1e-6)
+    assert np.all(np.diff(var) <= 0)
+    assert pad64(X).shape == (500, 128) and not pad64(X)[:, 96:].any()
+
+
+@pytest.mark.parametrize("spec", ["SAQ0.5", "SAQ2.5", "CAQ3"])
+def test_transform_is_orthogonal_and_layout_matches_the_plan(data128, spec):
+    X, _ = data128
+    index = Index(128, spec).train(X)
+    codec = index.codec
+    W = codec.transform_.astype(np.float64)
+    assert np.abs(W @ W.T - np.eye(128)).max() < 1e-5
+    plan = codec.plan_
+    assert sum(length for length, _ in plan) == 128
+    nonzero = [(length, bits) for length, bits in plan if bits]
+    tail = int(plan[-1][1] == 0)
+    assert codec.code_size == sum(length * bits for length, bits in nonzero) // 8
+    assert index.bytes_per_vector == codec.code_size + 4 * (2 * len(nonzero) + tail)
+    codes, factors = codec.encode(X[:10], np.zeros((1, 128), np.float32), np.zeros(10, np.int64))
+    assert codes.shape == (10, codec.code_size) and factors.shape == (10, 2 * len(nonzero) + tail)
+    budget = math.floor(codec.bits * 128) + 64
+    assert sum(length * bits + 64 for length, bits in nonzero) <= budget
+
+
+def test_caq_is_one_segment_without_pca(data128):
+    X, _ = data128
+    codec = Index(100, "IVF4,CAQ4").train(X[:, :100]).codec
+    assert codec.plan_ == [(128, 4)] and codec.mean_ is None
+    assert codec.bytes_per_vector == 128 * 4 / 8 + 8
+
+
+def test_decode_approximates_the_vectors(saq4, data128):
+    X, _ = data128
+    lists = saq4.lists
+    decoded = saq4.codec.decode(lists.codes, lists.factors, saq4.centroids_, lists.assignments())
+    err = np.linalg.norm(decoded - X[lists.ids], axis=1) / np.linalg.norm(X[lists.ids] - saq4.centroids_[lists.assignments()], axis=1)
+    assert np.median(err) < 0.15
+
+
+# --- estimates and multi-stage search ---------------------------------------------------------
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_search_without_pruning_ranks_all_candidates_by_their_estimates(data128, metric):
+    X, Q = data128
+    index = Index(128, "IVF16,SAQ2.5", metric=metric).train(X).add(X)
+    D, I = index.search(Q, 10, nprobe=3, params={"prune": 0, "m": math.inf})
+    for qi, (rows, est) in enumerate(probed_estimates(index, Q, 3)):
+        order = np.argsort(est, kind="stable")[:10]
+        expected = est[order]
+        got = D[qi] ** 2 if metric == "l2" else -D[qi]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+        by_id = dict(zip(index.lists.ids[rows], est))
+        # ids agree except where two estimates tie to float32 precision
+        np.testing.assert_allclose([by_id[i] for i in I[qi]], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_pruning_with_m4_costs_almost_no_recall():
+    X, Q = split(6000, 200, 256, seed=5)
+    truth = exact_knn(X, Q, 10)
+    index = Index(256, "IVF16,SAQ4").train(X).add(X)
+    assert len([b for _, b in index.codec.plan_ if b]) > 1  # several segments: stage 0 is in play
+    for nprobe in (2, 6):
+        exhaustive = recall(index.search(Q, 10, nprobe=nprobe, params={"prune": 0})[1], truth)
+        pruned = recall(index.search(Q, 10, nprobe=nprobe, params={"m": 4})[1], truth)
+        assert pruned >= exhaustive - 0.005
+    # m is a per-call knob: a tiny multiplier prunes true neighbours away
+    assert recall(index.search(Q, 10, nprobe=6, params="m=0.01")[1], truth) < exhaustive - 0.05
+
+
+def test_end_to_end_recall_at_8_bits():
+    X, Q = split(2000, 100, 256, seed=3)
+    truth = exact_knn(X, Q, 10)
+    index = Index(256, "IVF8,SAQ8").train(X).add(X)
+    assert recall(index.search(Q, 10, nprobe=8)[1], truth) >= 0.99
+
+
+def test_recall_grows_with_nprobe(saq4, data128):
+    X, Q = data128
+    truth = exact_knn(X, Q, 10)
+    recalls = [recall(saq4.search(Q, 10, nprobe=n)[1], truth) for n in (1, 2, 4, 8, 16)]
+    assert all(b >= a for a, b in zip(recalls, recalls[1:])) and recalls[-1] > 0.85
+
+
+def test_rerank_uses_exact_vectors(data128):
+    X, Q = data128
+    index = Index(128, "IVF16,SAQ2,Rerank").train(X).add(X)
+    D, I = index.search(Q, 10, nprobe=16, rerank=8)
+    np.testing.assert_allclose(D, np.linalg.norm(X[I] - Q[:, None], axis=2), rtol=1e-4)
+    assert recall(I, exact_knn(X, Q, 10)) > recall(index.search(Q, 10, nprobe=16, rerank=0)[1], exact_knn(X, Q, 10))
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+def test_inner_product_and_cosine_against_float_reference(data128, metric):
+    X, Q = data128
+    index = Index(128, "IVF8,SAQ8", metric=metric).train(X).add(X)
+    D, I = index.search(Q, 10, nprobe=8)
+    Xn, Qn = (X, Q) if metric == "ip" else (X / np.linalg.norm(X, axis=1, keepdims=True),
+                                           Q / np.linalg.norm(Q, axis=1, keepdims=True))
+    exact = np.einsum("qkd,qd->qk", Xn[I].astype(np.float64), Qn)
+    scale = np.linalg.norm(Xn[I], axis=2) * np.linalg.norm(Qn, axis=1)[:, None]
+    assert np.abs(D - exact).max() < 0.01 * scale.max()
+    assert np.all(np.diff(D, axis=1) <= 0)
+    assert recall(I, exact_knn(X, Q, 10, metric=metric)) >= 0.95
+
+
+def test_saq_beats_caq_on_a_skewed_spectrum_only():
+    rng = np.random.default_rng(6)
+    basis = random_orthogonal(128, rng)
+    skewed = rng.standard_normal((3060, 128)).astype(np.float32) / np.arange(1, 129, dtype=np.float32) @ basis
+    flat = rng.standard_normal((3060, 128)).astype(np.float32)
+    errors = {}
+    for name, Z in {"skewed": skewed, "flat": flat}.items():
+        for spec in ("IVF4,SAQ1", "IVF4,CAQ1"):
+            index = Index(128, spec).train(Z[:3000]).add(Z[:3000])
+            errors[name, spec[5:8]] = mean_relative_error(index, Z[:3000], Z[3000:], 4)
+    # 128 dims leave the DP two 64-dim blocks: [(64, 2), (64, 0)] against CAQ's [(128, 1)]
+    assert errors["skewed", "CAQ"] > 1.3 * errors["skewed", "SAQ"]
+    assert 0.85 < errors["flat", "CAQ"] / errors["flat", "SAQ"] < 1.15
+
+
+def test_state_round_trip(saq4, data128):
+    _, Q = data128
+    meta, arrays = saq4.state()
+    copy = Index.from_state(meta, {k: np.array(v) for k, v in arrays.items()}, saq4.lists)
+    for a, b in zip(saq4.search(Q, 10, nprobe=4), copy.search(Q, 10, nprobe=4)):
+        np.testing.assert_array_equal(a, b)
+
+
+# --- bad input ------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["SAQ0.1", "SAQ14", "SAQ13.5", "CAQ0", "CAQ14"])
+def test_bits_out_of_range_refused(spec):
+    with pytest.raises((InvalidSpecError, InvalidParameterError), match="'bits'"):
+        Index(64, f"IVF4,{spec}")
+
+
+@pytest.mark.parametrize("dim", [0, -3])
+def test_dim_below_one_refused(dim):
+    with pytest.raises(InvalidParameterError, match="'dim'"):
+        Index(dim, "SAQ4")
+
+
+def test_nan_refused_and_index_untouched(saq4, data128):
+    X, Q = data128
+    bad = X[:20].copy()
+    bad[5, 7] = np.nan
+    before = saq4.ntotal
+    with pytest.raises(InvalidVectorsError, match="NaN"):
+        saq4.add(bad)
+    with pytest.raises(InvalidVectorsError, match="NaN"):
+        Index(128, "IVF4,SAQ2").train(bad)
+    assert saq4.ntotal == before
+
+
+@pytest.mark.parametrize("params", [{"m": -1.0}, {"m": "4"}, {"m": float("nan")}, {"prune": 2}, {"bits": 3}])
+def test_bad_search_parameters_refused(saq4, data128, params):
+    with pytest.raises(InvalidParameterError):
+        saq4.search(data128[1], 10, nprobe=2, params=params)
