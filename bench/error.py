@@ -52,11 +52,12 @@ def true_sq_distances(X: np.ndarray, Q: np.ndarray, ids: np.ndarray) -> np.ndarr
     return ((X[ids].astype(np.float64) - Q[:, None, :].astype(np.float64)) ** 2).sum(axis=2)
 
 
-def pair_errors(index: Index, X: np.ndarray, Q: np.ndarray, probes: np.ndarray) -> tuple[float, float, int]:
+def pair_errors(index: Index, X: np.ndarray, Q: np.ndarray, probes: np.ndarray,
+                quiet: bool = False) -> tuple[float, float, int]:
     """(pair-average, query-average, pairs) relative error over every probed (query, row) pair."""
     lists, codec = index.lists, index.codec
     err_sum, count = np.zeros(len(Q)), np.zeros(len(Q))
-    for lst in tqdm(np.unique(probes), desc=f"error {codec.spec}", leave=False, disable=None):
+    for lst in tqdm(np.unique(probes), desc=f"error {codec.spec}", leave=False, disable=quiet or None):
         a, b = lists.offsets[lst], lists.offsets[lst + 1]
         queries = np.flatnonzero((probes == lst).any(axis=1))
         if a == b or not len(queries):
@@ -76,7 +77,7 @@ def top_errors(est_sq: np.ndarray, ids: np.ndarray, X: np.ndarray, Q: np.ndarray
     return float(np.mean((np.abs(est_sq - true) / np.maximum(true, 1e-30))[valid]))
 
 
-def annvq_row(spec: str, X, Q, centroids, assign, probes, nprobe, seed) -> dict:
+def annvq_row(spec: str, X, Q, centroids, assign, probes, nprobe, seed, quiet=False) -> dict:
     nlist = len(centroids)
     codec = make_codec(spec, X.shape[1], "l2", seed=seed).fit(X, centroids, assign)
     codec.warmup()
@@ -88,7 +89,7 @@ def annvq_row(spec: str, X, Q, centroids, assign, probes, nprobe, seed) -> dict:
     index = Index.from_state({"dim": X.shape[1], "spec": f"IVF{nlist},{spec}", "metric": "l2",
                               "keep_vectors": False, "seed": seed, "codec": meta},
                              {"centroids": centroids, **{f"codec.{k}": v for k, v in arrays.items()}}, lists)
-    pairs, per_query, n_pairs = pair_errors(index, X, Q, probes)
+    pairs, per_query, n_pairs = pair_errors(index, X, Q, probes, quiet)
     D, I = index.search(Q, TOP, nprobe=nprobe, params={"prune": 0})
     return {"plan": codec.plan_, "bytes_per_vector": index.bytes_per_vector, "encode_s": encode_s,
             "rel_error_pairs": pairs, "rel_error_queries": per_query, "pairs": n_pairs,
@@ -110,13 +111,13 @@ def rabitqlib_row(bits: int, X, Q, centroids, assign, nprobe, threads) -> dict:
 
 def run_error_bench(dataset: str = "fashion-mnist-784-euclidean", nlist: int = 1024, nprobe: int = 32,
                     bits=(0.5, 1, 2, 4, 8), methods=("SAQ", "CAQ"), n_queries: int = 1000,
-                    threads: int = 1, seed: int = 0) -> list[dict]:
+                    threads: int = 1, seed: int = 0, quiet: bool = False) -> list[dict]:
     """One row per (method, bits): relative errors, bytes per vector and encode seconds."""
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Unknown method(s) {sorted(unknown)}; known: {', '.join(METHODS)}.")
     set_threads(threads)
-    ds = load(dataset)
+    ds = load(dataset, quiet=quiet)
     if ds.metric != "euclidean":
         raise ValueError(f"The error bench measures squared L2; {dataset} is {ds.metric}.")
     X = np.ascontiguousarray(ds.train, dtype=np.float32)
@@ -134,7 +135,7 @@ def run_error_bench(dataset: str = "fashion-mnist-784-euclidean", nlist: int = 1
                     continue
                 rows.append(base | rabitqlib_row(int(b), X, Q, centroids, assign, nprobe, threads))
             elif spec := codec_name(method, b):
-                rows.append(base | annvq_row(spec, X, Q, centroids, assign, probes, nprobe, seed))
+                rows.append(base | annvq_row(spec, X, Q, centroids, assign, probes, nprobe, seed, quiet))
     return rows
 
 
@@ -159,9 +160,10 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", default="SAQ,CAQ", help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     rows = run_error_bench(args.dataset, args.nlist, args.nprobe, [float(b) for b in args.bits.split(",")],
-                           args.methods.split(","), args.queries, args.threads)
+                           args.methods.split(","), args.queries, args.threads, quiet=args.quiet)
     print(format_rows(rows))
 
 

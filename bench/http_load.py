@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--api-key", default=None)
     p.add_argument("--out", type=Path, help="Also write the results as JSON here.")
     args = p.parse_args(argv)
+    # the in-process baseline runs under the same OpenMP setting as `annvq serve` (which see)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from bench.datasets import info
 

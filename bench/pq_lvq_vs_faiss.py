@@ -55,7 +55,7 @@ def build_ours(spec: str, X: np.ndarray, centroids: np.ndarray):
 
 
 def build_faiss(label: str, X: np.ndarray, centroids: np.ndarray):
-    """A faiss index with the shared centroids in its quantizer: (index, train s, add s)."""
+    """A faiss index on the shared centroids: (index, its IVF part, quantizer, train s, add s)."""
     import faiss
 
     d, nlist = X.shape[1], len(centroids)
@@ -77,8 +77,7 @@ def build_faiss(label: str, X: np.ndarray, centroids: np.ndarray):
     start = time.perf_counter()
     index.add(X)
     add_s = time.perf_counter() - start
-    index._keep = (quantizer, ivf)  # the SWIG objects must outlive the wrapper
-    return index, ivf, train_s, add_s
+    return index, ivf, quantizer, train_s, add_s  # the quantizer must outlive the indexes
 
 
 def faiss_qps_at(recall: float, sweep: list[tuple[float, float]]) -> float | None:
@@ -103,6 +102,8 @@ def main(argv=None) -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--centroids", help="a .npy of shared centroids to reuse (skips the k-means)")
+    parser.add_argument("--save-centroids", help="write the shared centroids to this .npy")
     parser.add_argument("--only", nargs="*", help="labels (substrings) of the rows to run")
     args = parser.parse_args(argv)
 
@@ -111,7 +112,9 @@ def main(argv=None) -> None:
     ds = load(args.dataset)
     X, Q, k = ds.train, ds.test[:args.queries], args.k
     start = time.perf_counter()
-    centroids = train_centroids(X, args.nlist, "l2", seed=0)
+    centroids = train_centroids(X, args.nlist, "l2", seed=0) if args.centroids is None else np.load(args.centroids)
+    if args.save_centroids:
+        np.save(args.save_centroids, centroids)
     print(f"{ds.name}: {len(X)} x {ds.dim}, {len(Q)} queries in one batch, k={k}, 1 thread; "
           f"shared IVF{args.nlist} k-means {time.perf_counter() - start:.1f} s\n")
     print("| index | nprobe | recall@10 | QPS | train s | add s | bytes/vec |")
@@ -141,13 +144,13 @@ def main(argv=None) -> None:
     for label in FAISS:
         if not wanted(label):
             continue
-        index, ivf, train_s, add_s = build_faiss(label, X, centroids)
+        index, ivf, quantizer, train_s, add_s = build_faiss(label, X, centroids)
 
         def search(p, index=index, ivf=ivf):
             ivf.nprobe = p
             return index.search(Q, k)[1]
         sweep(label, search, train_s, add_s, ivf.code_size)
-        del index, ivf
+        del index, ivf, quantizer
 
     print("\n| annvq | faiss | annvq recall | annvq QPS | faiss QPS at that recall | ratio |")
     print("|---|---|---:|---:|---:|---:|")

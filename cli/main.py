@@ -3,6 +3,7 @@ so ``annvq --help`` stays fast (numba, faiss and pyarrow load inside the command
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 
@@ -56,12 +57,11 @@ def cli(ctx, verbose):
 
 def user_errors(func):
     """Turn annvq's own errors into one clear line on stderr and exit 1 (tracebacks with -v)."""
-    import functools
-
-    from annvq.errors import AnnvqError
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from annvq.errors import AnnvqError  # here, so --help never loads numba and faiss
+
         try:
             return func(*args, **kwargs)
         except (AnnvqError, FileNotFoundError, PermissionError) as exc:

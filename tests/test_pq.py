@@ -102,10 +102,10 @@ def test_fast_scan_within_table_quantization_error(data, metric):
     probes = faiss_probe(C, Q, nprobe, metric)
     k = 40
     fs_s, fs_p = index.codec.search(Q, C, lists, probes, k, {})
-    _, term = codec._model(C)
+    _, books_t, term = codec._model(C)
     fl_s, fl_p = pq_adc_scan(readonly(Q), C, probes, readonly(lists.offsets),
                              readonly(np.ascontiguousarray(codec.unpack(lists.codes))),
-                             readonly(codec.codebooks), term, metric == "l2", k)
+                             books_t, term, metric == "l2", k)
     books = codec.codebooks.astype(np.float64)
     for qi in range(len(Q)):
         # the kernel's per-list float table; its quantization step bounds the error
@@ -225,14 +225,30 @@ def test_too_few_training_vectors(data):
 
 
 @pytest.mark.skipif(not HAS_AVX2, reason="the shuffle kernel needs AVX2")
-def test_shuffle_accumulation_equals_scalar_lookups():
-    rng = np.random.default_rng(5)
-    half = rng.integers(0, 256, (12, 16), dtype=np.uint8)
+@pytest.mark.parametrize("pairs", [6, 128, 131])  # 16-bit lanes up to 128 columns, 32-bit above
+def test_shuffle_accumulation_equals_scalar_lookups(pairs):
+    rng = np.random.default_rng(pairs)
+    half = rng.integers(0, 256, (2 * pairs, 16), dtype=np.uint8)
+    half[:, 0] = 255  # the largest sums, to catch lane overflow
     qtable = np.concatenate([half, half], axis=1)
-    block = rng.integers(0, 256, (6, BLOCK), dtype=np.uint8)
-    fast, slow = np.zeros(BLOCK, np.int32), np.zeros(BLOCK, np.int32)
-    _accumulate_shuffle(qtable, block, fast)
-    _accumulate_lookup(qtable, block, slow)
-    expected = sum(half[2 * j][block[j] & 15].astype(np.int32) + half[2 * j + 1][block[j] >> 4] for j in range(6))
+    packed = rng.integers(0, 256, (3, pairs, BLOCK), dtype=np.uint8)
+    packed[1, :, :4] = 0
+    block = packed[1]
+    fast, slow = np.full(BLOCK, 7, np.int32), np.full(BLOCK, 7, np.int32)
+    _accumulate_shuffle(qtable, packed, 1, fast)
+    _accumulate_lookup(qtable, packed, 1, slow)
+    expected = 7 + sum(half[2 * j][block[j] & 15].astype(np.int32) + half[2 * j + 1][block[j] >> 4]
+                       for j in range(pairs))
     np.testing.assert_array_equal(slow, expected)
     np.testing.assert_array_equal(fast, expected)
+
+
+def test_fast_scan_layout_follows_the_lists_searched(data):
+    """Segments sharing one model (Index.with_lists) each get results from their own rows."""
+    X, Q = data
+    index = Index(DIM, f"IVF{NLIST},PQ{M}x4fs").train(X)
+    first, second = index.encode_lists(X[:2500]), index.encode_lists(X[2500:], np.arange(2500, 5000))
+    for _ in range(2):
+        for lists, lo, hi in ((first, 0, 2500), (second, 2500, 5000)):
+            _, I = index.with_lists(lists).search(Q, 5, nprobe=NLIST)
+            assert np.all((I >= lo) & (I < hi))

@@ -38,37 +38,45 @@ HAS_AVX2 = _has_avx2()
 
 
 @numba.njit(**JIT)
-def _query_tables(q, codebooks, out):
-    r""":math:`\langle q_m, C_{m,j}\rangle` for every sub-quantizer m and centroid j."""
-    M, ksub, dsub = codebooks.shape
+def _query_tables(q, books_t, out):
+    r""":math:`\langle q_m, C_{m,j}\rangle` for every sub-quantizer m and centroid j.
+
+    ``books_t`` is (M, dsub, ksub), so the inner loop runs over the ksub centroids contiguously.
+    """
+    M, dsub, ksub = books_t.shape
     for m in range(M):
-        for j in range(ksub):
-            s = np.float32(0.0)
-            for t in range(dsub):
-                s += q[m * dsub + t] * codebooks[m, j, t]
-            out[m, j] = s
+        o = out[m]
+        o[:] = 0
+        for t in range(dsub):
+            qt = q[m * dsub + t]
+            b = books_t[m, t]
+            for j in range(ksub):
+                o[j] += qt * b[j]
 
 
 @numba.njit(**JIT)
-def _list_table(q, centroid, codebooks, ipt, term, lst, is_l2, out):
+def _list_table(q, centroid, books_t, ipt, term, lst, is_l2, out):
     """The ADC table of one (query, list) pair, without the list constant ||q - c||^2 or -<q, c>."""
-    M, ksub, dsub = codebooks.shape
+    M, dsub, ksub = books_t.shape
     if not is_l2:
         for m in range(M):
             for j in range(ksub):
                 out[m, j] = -ipt[m, j]
-    elif term.shape[0] > 0:
-        for m in range(M):
-            for j in range(ksub):
-                out[m, j] = term[lst, m, j] - np.float32(2.0) * ipt[m, j]
+    elif term.shape[0] > 0:  # one sequential pass over the list's slice (prefetch-friendly)
+        t = term[lst].ravel()
+        o = out.ravel()
+        p = ipt.ravel()
+        for i in range(o.shape[0]):
+            o[i] = t[i] - np.float32(2.0) * p[i]
     else:  # no precomputed table (too large): ||C||^2 + 2<c - q, C> on the fly
         for m in range(M):
-            for j in range(ksub):
-                s = np.float32(0.0)
-                for t in range(dsub):
-                    cj = codebooks[m, j, t]
-                    s += cj * (cj + np.float32(2.0) * (centroid[m * dsub + t] - q[m * dsub + t]))
-                out[m, j] = s
+            o = out[m]
+            o[:] = 0
+            for t in range(dsub):
+                diff = np.float32(2.0) * (centroid[m * dsub + t] - q[m * dsub + t])
+                b = books_t[m, t]
+                for j in range(ksub):
+                    o[j] += b[j] * (b[j] + diff)
 
 
 @numba.njit(**JIT)
@@ -85,50 +93,54 @@ def _list_constant(q, centroid, is_l2):
     return s
 
 
+@numba.njit(**JIT)
+def adc_sum(table, code):
+    r""":math:`\sum_m T[m, code_m]` in four independent partial sums, so the adds overlap."""
+    M = code.shape[0]
+    s0 = s1 = s2 = s3 = np.float32(0.0)
+    m = 0
+    while m + 4 <= M:
+        s0 += table[m, code[m]]
+        s1 += table[m + 1, code[m + 1]]
+        s2 += table[m + 2, code[m + 2]]
+        s3 += table[m + 3, code[m + 3]]
+        m += 4
+    while m < M:
+        s0 += table[m, code[m]]
+        m += 1
+    return (s0 + s1) + (s2 + s3)
+
+
 @numba.njit(**PARALLEL_JIT)
-def pq_adc_scan(Q, centroids, probes, offsets, codes, codebooks, term, is_l2, k):
+def pq_adc_scan(Q, centroids, probes, offsets, codes, books_t, term, is_l2, k):
     """Top-k row positions per query by float ADC over (n, M) uint8 codes; one call per batch."""
     nq = Q.shape[0]
-    M, ksub, _ = codebooks.shape
+    M, _, ksub = books_t.shape
     out_s = np.full((nq, k), np.inf, dtype=np.float32)
     out_l = np.full((nq, k), -1, dtype=np.int64)
     for qi in numba.prange(nq):
         q = Q[qi]
         ipt = np.empty((M, ksub), dtype=np.float32)
         table = np.empty((M, ksub), dtype=np.float32)
-        _query_tables(q, codebooks, ipt)
+        _query_tables(q, books_t, ipt)
+        if not is_l2:  # the ip table does not depend on the list
+            _list_table(q, centroids[0], books_t, ipt, term, 0, is_l2, table)
         for p in range(probes.shape[1]):
             lst = probes[qi, p]
             if lst < 0:
                 continue
+            if is_l2:
+                _list_table(q, centroids[lst], books_t, ipt, term, lst, is_l2, table)
             base = _list_constant(q, centroids[lst], is_l2)
-            if is_l2 and term.shape[0] > 0 and offsets[lst + 1] - offsets[lst] < ksub:
-                # a short list reads its two table terms directly: fewer loads than building the table
-                for row in range(offsets[lst], offsets[lst + 1]):
-                    c = codes[row]
-                    s = base
-                    for m in range(M):
-                        s += term[lst, m, c[m]] - np.float32(2.0) * ipt[m, c[m]]
-                    heap_push(out_s[qi], out_l[qi], s, row)
-                continue
-            _list_table(q, centroids[lst], codebooks, ipt, term, lst, is_l2, table)
             for row in range(offsets[lst], offsets[lst + 1]):
-                c = codes[row]
-                s = base
-                for m in range(M):
-                    s += table[m, c[m]]
-                heap_push(out_s[qi], out_l[qi], s, row)
+                heap_push(out_s[qi], out_l[qi], base + adc_sum(table, codes[row]), row)
         heap_sort(out_s[qi], out_l[qi])
     return out_s, out_l
 
 
 @numba.njit(**JIT)
-def quantize_table(table, qtable):
-    r"""uint8 table with one shared step and a per-row bias: :math:`F_{m,j} \approx b_m + \Delta u_{m,j}`.
-
-    ``qtable`` is (M, 32): each 16-entry row twice, once per 128-bit half of a shuffle register.
-    Returns (sum_m b_m, Delta); an accumulated sum of M entries is off by at most M * Delta / 2.
-    """
+def _row_ranges(table, rowmin):
+    """Row minima into ``rowmin``; returns (sum of row minima, largest row range)."""
     M, ksub = table.shape
     bias = np.float32(0.0)
     span = np.float32(0.0)
@@ -136,74 +148,136 @@ def quantize_table(table, qtable):
         lo = table[m, 0]
         hi = table[m, 0]
         for j in range(1, ksub):
-            lo = min(lo, table[m, j])
-            hi = max(hi, table[m, j])
+            v = table[m, j]
+            lo = v if v < lo else lo
+            hi = v if v > hi else hi
+        rowmin[m] = lo
         span = max(span, hi - lo)
         bias += lo
+    return bias, span
+
+
+@numba.njit(**JIT)
+def _l2_table_ranges(term, lst, ipt, table, rowmin):
+    """The l2 table of list ``lst`` (as ``_list_table``) and its ``_row_ranges`` in one pass."""
+    M, ksub = table.shape
+    bias = np.float32(0.0)
+    span = np.float32(0.0)
+    for m in range(M):
+        lo = np.float32(np.inf)
+        hi = np.float32(-np.inf)
+        for j in range(ksub):
+            v = term[lst, m, j] - np.float32(2.0) * ipt[m, j]
+            table[m, j] = v
+            lo = v if v < lo else lo
+            hi = v if v > hi else hi
+        rowmin[m] = lo
+        span = max(span, hi - lo)
+        bias += lo
+    return bias, span
+
+
+@numba.njit(**JIT)
+def quantize_rows(table, qtable, rowmin, span):
+    r"""uint8 table with one shared step and a per-row bias: :math:`F_{m,j} \approx b_m + \Delta u_{m,j}`.
+
+    ``qtable`` is (M, 32): each 16-entry row twice, once per 128-bit half of a shuffle register.
+    Returns Delta; an accumulated sum of M entries is off by at most M * Delta / 2.
+    """
+    M, ksub = table.shape
     delta = span / np.float32(255.0) if span > 0 else np.float32(1.0)
     inv = np.float32(1.0) / delta
     for m in range(M):
-        lo = table[m, 0]
-        for j in range(1, ksub):
-            lo = min(lo, table[m, j])
+        lo = rowmin[m]
         for j in range(ksub):
-            u = np.uint8(np.floor((table[m, j] - lo) * inv + np.float32(0.5)))
-            qtable[m, j] = u
-            qtable[m, j + ksub] = u
-    return bias, delta
+            qtable[m, j] = np.uint8(np.int32((table[m, j] - lo) * inv + np.float32(0.5)))
+        for j in range(ksub):
+            qtable[m, j + ksub] = qtable[m, j]
+    return delta
 
 
-@intrinsic
-def _shuffle_pair(typingctx, lut_lo, lut_hi, codes, acc):
-    """acc[v] += lut_lo[codes[v] & 15] + lut_hi[codes[v] >> 4] for 32 lanes: two AVX2 vpshufb."""
-    sig = types.void(lut_lo, lut_hi, codes, acc)
+#: byte columns (sub-quantizer pairs) whose sums of two uint8 entries fit a uint16 lane
+PAIRS_IN_16_BITS = 65535 // 510
 
-    def codegen(context, builder, signature, args):
-        bytes32 = ir.VectorType(ir.IntType(8), BLOCK)
-        ints32 = ir.VectorType(ir.IntType(32), BLOCK)
 
-        def pointer(i, vector):
-            data = context.make_array(signature.args[i])(context, builder, args[i]).data
-            return builder.bitcast(data, vector.as_pointer())
+def _shuffle_accumulator(lane_bits: int):
+    """An intrinsic adding block b's table lookups to acc (32 int32): per byte column two AVX2
+    vpshufb (low / high nibble) into ``lane_bits``-bit lanes kept in registers for the whole block."""
 
-        shuffle = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(bytes32, [bytes32, bytes32]), "llvm.x86.avx2.pshuf.b")
-        c = builder.load(pointer(2, bytes32), align=1)
-        lo = builder.call(shuffle, [builder.load(pointer(0, bytes32), align=1),
-                                    builder.and_(c, ir.Constant(bytes32, [15] * BLOCK))])
-        hi = builder.call(shuffle, [builder.load(pointer(1, bytes32), align=1),
-                                    builder.lshr(c, ir.Constant(bytes32, [4] * BLOCK))])
-        total = builder.add(builder.zext(lo, ints32), builder.zext(hi, ints32))
-        out = pointer(3, ints32)
-        builder.store(builder.add(builder.load(out, align=4), total), out, align=4)
-        return context.get_dummy_value()
+    @intrinsic
+    def accumulate(typingctx, qtable, packed, b, acc):
+        sig = types.void(qtable, packed, b, acc)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            bytes32 = ir.VectorType(ir.IntType(8), BLOCK)
+            lanes = ir.VectorType(ir.IntType(lane_bits), BLOCK)
+            ints32 = ir.VectorType(ir.IntType(32), BLOCK)
+            i64 = ir.IntType(64)
+            width = ir.Constant(i64, BLOCK)
+            tables = context.make_array(signature.args[0])(context, builder, args[0])
+            codes = context.make_array(signature.args[1])(context, builder, args[1])
+            out = builder.bitcast(context.make_array(signature.args[3])(context, builder, args[3]).data,
+                                  ints32.as_pointer())
+            block = args[2] if args[2].type == i64 else builder.sext(args[2], i64)
+            half = builder.extract_value(codes.shape, 1)
+            first = builder.mul(builder.mul(block, half), width)
+            shuffle = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(bytes32, [bytes32, bytes32]), "llvm.x86.avx2.pshuf.b")
+            total = cgutils.alloca_once(builder, lanes)  # promoted to registers by LLVM
+            builder.store(ir.Constant(lanes, [0] * BLOCK), total)
+
+            def load(base, offset):
+                return builder.load(builder.bitcast(builder.gep(base, [offset]), bytes32.as_pointer()), align=1)
+
+            with cgutils.for_range(builder, half) as loop:
+                j = loop.index
+                c = load(codes.data, builder.add(first, builder.mul(j, width)))
+                lut = builder.mul(builder.mul(j, ir.Constant(i64, 2)), width)
+                lo = builder.call(shuffle, [load(tables.data, lut),
+                                            builder.and_(c, ir.Constant(bytes32, [15] * BLOCK))])
+                hi = builder.call(shuffle, [load(tables.data, builder.add(lut, width)),
+                                            builder.lshr(c, ir.Constant(bytes32, [4] * BLOCK))])
+                step = builder.add(builder.zext(lo, lanes), builder.zext(hi, lanes))
+                builder.store(builder.add(builder.load(total), step), total)
+            result = builder.load(total)
+            if lane_bits < 32:
+                result = builder.zext(result, ints32)
+            builder.store(builder.add(builder.load(out, align=4), result), out, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return accumulate
+
+
+_shuffle16 = _shuffle_accumulator(16)
+_shuffle32 = _shuffle_accumulator(32)
 
 
 @numba.njit(**JIT)
-def _accumulate_shuffle(qtable, block, acc):
-    """Integer sums of one 32-vector block: one register shuffle per sub-quantizer (AVX2)."""
-    for j in range(block.shape[0]):
-        _shuffle_pair(qtable[2 * j], qtable[2 * j + 1], block[j], acc)
+def _accumulate_shuffle(qtable, packed, b, acc):
+    """Integer sums of block b's 32 vectors by register shuffles (AVX2); 16-bit lanes when the
+    sums cannot overflow them (M <= 256), as faiss's FastScan."""
+    if packed.shape[1] <= PAIRS_IN_16_BITS:
+        _shuffle16(qtable, packed, b, acc)
+    else:
+        _shuffle32(qtable, packed, b, acc)
 
 
 @numba.njit(**JIT)
-def _accumulate_lookup(qtable, block, acc):
-    """Integer sums of one 32-vector block by scalar table lookups (hosts without AVX2)."""
-    for j in range(block.shape[0]):
-        lo_t = qtable[2 * j]
-        hi_t = qtable[2 * j + 1]
-        codes = block[j]
+def _accumulate_lookup(qtable, packed, b, acc):
+    """Integer sums of block b's 32 vectors by scalar table lookups (hosts without AVX2)."""
+    for j in range(packed.shape[1]):
         for v in range(BLOCK):
-            acc[v] += np.int32(lo_t[codes[v] & 15]) + np.int32(hi_t[codes[v] >> 4])
+            c = packed[b, j, v]
+            acc[v] += np.int32(qtable[2 * j, c & 15]) + np.int32(qtable[2 * j + 1, c >> 4])
 
 
 _accumulate_block = _accumulate_shuffle if HAS_AVX2 else _accumulate_lookup
 
 
 @numba.njit(**PARALLEL_JIT)
-def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, codebooks, term, is_l2, k):
+def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, books_t, term, is_l2, k):
     """Top-k row positions per query over 4-bit codes packed in blocks of 32 vectors.
 
     ``packed[b, j, v]`` holds sub-quantizers 2j (low nibble) and 2j+1 (high nibble) of lane v of
@@ -212,7 +286,7 @@ def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, codebooks
     register shuffles (faiss's FastScan, §4.1), then de-quantized once per vector.
     """
     nq = Q.shape[0]
-    M, ksub, _ = codebooks.shape
+    M, _, ksub = books_t.shape
     out_s = np.full((nq, k), np.inf, dtype=np.float32)
     out_l = np.full((nq, k), -1, dtype=np.int64)
     for qi in numba.prange(nq):
@@ -220,19 +294,30 @@ def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, codebooks
         ipt = np.empty((M, ksub), dtype=np.float32)
         table = np.empty((M, ksub), dtype=np.float32)
         qtable = np.empty((M, 2 * ksub), dtype=np.uint8)
+        rowmin = np.empty(M, dtype=np.float32)
         acc = np.empty(BLOCK, dtype=np.int32)
-        _query_tables(q, codebooks, ipt)
+        _query_tables(q, books_t, ipt)
+        bias = delta = np.float32(0.0)
+        if not is_l2:  # the ip table does not depend on the list: quantize it once
+            _list_table(q, centroids[0], books_t, ipt, term, 0, is_l2, table)
+            bias, span = _row_ranges(table, rowmin)
+            delta = quantize_rows(table, qtable, rowmin, span)
         for p in range(probes.shape[1]):
             lst = probes[qi, p]
             if lst < 0:
                 continue
-            _list_table(q, centroids[lst], codebooks, ipt, term, lst, is_l2, table)
-            bias, delta = quantize_table(table, qtable)
+            if is_l2:
+                if term.shape[0] > 0:
+                    bias, span = _l2_table_ranges(term, lst, ipt, table, rowmin)
+                else:
+                    _list_table(q, centroids[lst], books_t, ipt, term, lst, is_l2, table)
+                    bias, span = _row_ranges(table, rowmin)
+                delta = quantize_rows(table, qtable, rowmin, span)
             base = _list_constant(q, centroids[lst], is_l2) + bias
             first = offsets[lst]
             for b in range(block_offsets[lst], block_offsets[lst + 1]):
                 acc[:] = 0
-                _accumulate_block(qtable, packed[b], acc)
+                _accumulate_block(qtable, packed, b, acc)
                 start = first + (b - block_offsets[lst]) * BLOCK
                 for v in range(min(BLOCK, offsets[lst + 1] - start)):
                     heap_push(out_s[qi], out_l[qi], base + delta * np.float32(acc[v]), start + v)

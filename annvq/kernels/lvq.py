@@ -50,66 +50,80 @@ def code_at(row, start, j, B):
 
 
 @numba.njit(**JIT)
-def level1_l2(qr, row, B, lo, delta):
-    r""":math:`\sum_j (qr_j - l - Δ c_j)^2` over the level-1 code (fast paths for 8 and 4 bits)."""
-    D = qr.shape[0]
-    s = np.float32(0.0)
+def nibbles(b):
+    """(low, high) nibble of a byte as float32, in float arithmetic: numba widens integer
+    shifts and masks to int64, whose float conversion does not vectorise on AVX2."""
+    f = np.float32(b)
+    hi = np.floor(f * np.float32(0.0625))
+    return f - np.float32(16.0) * hi, hi
+
+
+@numba.njit(**JIT)
+def unpack_level(row, start, B, out):
+    """out[j] = field j of the B-bit level starting at byte ``start`` (fast paths for 8 and 4 bits)."""
+    D = out.shape[0]
     if B == 8:
         for j in range(D):
+            out[j] = np.float32(row[start + j])
+    elif B == 4:
+        for j in range(D // 2):
+            out[2 * j], out[2 * j + 1] = nibbles(row[start + j])
+        if D % 2:
+            out[D - 1] = np.float32(row[start + D // 2] & 15)
+    else:
+        for j in range(D):
+            out[j] = np.float32(code_at(row, start, j, B))
+
+
+@numba.njit(**JIT)
+def level1_l2(qr, row, B, lo, delta, scratch):
+    r""":math:`\sum_j (qr_j - l - Δ c_j)^2` over the level-1 code; bytes are read in place for
+    8 bits, other widths are unpacked into ``scratch`` (D,) first so the sum stays SIMD."""
+    s = np.float32(0.0)
+    if B == 8:
+        for j in range(qr.shape[0]):
             d = qr[j] - lo - delta * np.float32(row[HEADER + j])
             s += d * d
-    elif B == 4:
-        for j in range(D // 2):
-            b = row[HEADER + j]
-            d0 = qr[2 * j] - lo - delta * np.float32(b & 15)
-            d1 = qr[2 * j + 1] - lo - delta * np.float32(b >> 4)
-            s += d0 * d0 + d1 * d1
-        if D % 2:
-            d = qr[D - 1] - lo - delta * np.float32(row[HEADER + D // 2] & 15)
-            s += d * d
-    else:
-        for j in range(D):
-            d = qr[j] - lo - delta * np.float32(code_at(row, HEADER, j, B))
-            s += d * d
+        return s
+    unpack_level(row, HEADER, B, scratch)
+    for j in range(qr.shape[0]):
+        d = qr[j] - lo - delta * scratch[j]
+        s += d * d
     return s
 
 
 @numba.njit(**JIT)
-def level1_dot(q, row, B):
-    r""":math:`\sum_j q_j c_j` over the level-1 code."""
-    D = q.shape[0]
+def level1_dot(q, row, B, scratch):
+    r""":math:`\sum_j q_j c_j` over the level-1 code (``scratch`` as in ``level1_l2``)."""
     s = np.float32(0.0)
     if B == 8:
-        for j in range(D):
+        for j in range(q.shape[0]):
             s += q[j] * np.float32(row[HEADER + j])
-    elif B == 4:
-        for j in range(D // 2):
-            b = row[HEADER + j]
-            s += q[2 * j] * np.float32(b & 15) + q[2 * j + 1] * np.float32(b >> 4)
-        if D % 2:
-            s += q[D - 1] * np.float32(row[HEADER + D // 2] & 15)
-    else:
-        for j in range(D):
-            s += q[j] * np.float32(code_at(row, HEADER, j, B))
+        return s
+    unpack_level(row, HEADER, B, scratch)
+    for j in range(q.shape[0]):
+        s += q[j] * scratch[j]
     return s
 
 
 @numba.njit(**JIT)
-def two_level_score(q, qr, row, B1, B2, level2, base, qsum, is_l2):
-    """The score from the full two-level reconstruction (shortlist re-ranking only)."""
+def two_level_score(q, qr, row, B1, B2, level2, base, qsum, is_l2, c1, c2):
+    """The score from the full two-level reconstruction (shortlist re-ranking only);
+    c1, c2 are (D,) float32 scratch."""
     lo = half_to_float(row[0], row[1])
     delta = half_to_float(row[2], row[3])
     delta2 = delta / np.float32((1 << B2) - 1)
     shift = lo - np.float32(0.5) * delta
+    unpack_level(row, HEADER, B1, c1)
+    unpack_level(row, level2, B2, c2)
     s = np.float32(0.0)
     if is_l2:
         for j in range(qr.shape[0]):
-            x = shift + delta * np.float32(code_at(row, HEADER, j, B1)) + delta2 * np.float32(code_at(row, level2, j, B2))
-            d = qr[j] - x
+            d = qr[j] - (shift + delta * c1[j] + delta2 * c2[j])
             s += d * d
         return s
     for j in range(q.shape[0]):
-        s += q[j] * (delta * np.float32(code_at(row, HEADER, j, B1)) + delta2 * np.float32(code_at(row, level2, j, B2)))
+        s += q[j] * (delta * c1[j] + delta2 * c2[j])
     return base - shift * qsum - s
 
 
@@ -133,6 +147,8 @@ def lvq_scan(Q, centroids, mean, probes, offsets, codes, B1, B2, level2, is_l2, 
     for qi in numba.prange(nq):
         q = Q[qi]
         qr = np.empty(D, dtype=np.float32)
+        c1 = np.empty(D, dtype=np.float32)
+        c2 = np.empty(D, dtype=np.float32)
         short_s = np.full(kscan, np.inf, dtype=np.float32)
         short_l = np.full(kscan, -1, dtype=np.int64)
         qsum = np.float32(0.0)
@@ -148,9 +164,9 @@ def lvq_scan(Q, centroids, mean, probes, offsets, codes, B1, B2, level2, is_l2, 
                 lo = half_to_float(row[0], row[1])
                 delta = half_to_float(row[2], row[3])
                 if is_l2:
-                    s = level1_l2(qr, row, B1, lo, delta)
+                    s = level1_l2(qr, row, B1, lo, delta, c1)
                 else:
-                    s = base - lo * qsum - delta * level1_dot(q, row, B1)
+                    s = base - lo * qsum - delta * level1_dot(q, row, B1, c1)
                 heap_push(short_s, short_l, s, r)
         if B2 == 0:
             heap_sort(short_s, short_l)
@@ -163,7 +179,7 @@ def lvq_scan(Q, centroids, mean, probes, offsets, codes, B1, B2, level2, is_l2, 
                 continue
             lst = np.searchsorted(offsets, r, side="right") - 1
             base = _list_query(q, centroids[lst], mean, qr)
-            s = two_level_score(q, qr, codes[r], B1, B2, level2, base, qsum, is_l2)
+            s = two_level_score(q, qr, codes[r], B1, B2, level2, base, qsum, is_l2, c1, c2)
             heap_push(out_s[qi], out_l[qi], s, r)
         heap_sort(out_s[qi], out_l[qi])
     return out_s, out_l

@@ -16,7 +16,7 @@ product. For inner product the query is not centred and the exact <q, c> is adde
 import numba
 import numpy as np
 
-from .bits import float_plane_dot, plane_dot, quantize_query
+from .bits import code_dot, plane_dot, quantize_query
 from .config import PARALLEL_JIT
 from .flat import dot
 from .topk import heap_push, heap_sort
@@ -61,6 +61,11 @@ def saq_scan(QW, CW, msig, probes, offsets, codes, factors, seg_dim, seg_len, se
         vb = np.empty(S, np.float32)
         vbsuf = np.zeros(S + 1, np.float32)
         fast = np.zeros(S, np.float32)
+        digits = np.empty(64, np.float32)
+        lanes = np.empty(64, np.float32)
+        rsqrt_len = np.empty(S, np.float32)
+        for s in range(S):
+            rsqrt_len[s] = np.float32(1.0 / np.sqrt(seg_len[s]))
         for p in range(probes.shape[1]):
             lst = probes[qi, p]
             if lst < 0:
@@ -69,16 +74,23 @@ def saq_scan(QW, CW, msig, probes, offsets, codes, factors, seg_dim, seg_len, se
             if l2:
                 for i in range(D):
                     qt[i] = QW[qi, i] - CW[lst, i]
-                base = dot(qt[tail_dim:], qt[tail_dim:])
+                base = np.float32(0.0)
+                for i in range(tail_dim, D):
+                    base += qt[i] * qt[i]
             else:
                 qt[:] = QW[qi]
                 base = -dot(QW[qi], CW[lst])
             for s in range(S):
-                seg = qt[seg_dim[s]:seg_dim[s] + seg_len[s]]
-                qq[s] = dot(seg, seg)
-                qsum[s] = np.sum(seg)
-                lo[s], step[s] = quantize_query(seg, QUERY_BITS, qplanes[s])
-                margin[s] = FAST_MARGIN * np.sqrt(qq[s])
+                a = seg_dim[s]
+                sq = np.float32(0.0)
+                sm = np.float32(0.0)
+                for i in range(a, a + seg_len[s]):
+                    sq += qt[i] * qt[i]
+                    sm += qt[i]
+                qq[s] = sq
+                qsum[s] = sm
+                lo[s], step[s] = quantize_query(qt, a, seg_len[s], QUERY_BITS, qplanes[s])
+                margin[s] = FAST_MARGIN * np.sqrt(sq)
             for j in range(offsets[lst], offsets[lst + 1]):
                 f = factors[j]
                 row = codes[j]
@@ -101,10 +113,9 @@ def saq_scan(QW, CW, msig, probes, offsets, codes, factors, seg_dim, seg_len, se
                     dropped = False
                     for s in range(S):
                         nw = seg_len[s] // 64
-                        acc, ones = plane_dot(row[seg_word[s]:seg_word[s] + nw], qplanes[s], QUERY_BITS)
+                        acc, ones = plane_dot(row, seg_word[s], nw, qplanes[s], QUERY_BITS)
                         t = step[s] * np.float32(acc) + lo[s] * np.float32(ones)
-                        scale = f[2 * s] / np.float32(np.sqrt(seg_len[s]))
-                        est = scale * ((2 * t - qsum[s]) / FAST_COS + margin[s])
+                        est = f[2 * s] * rsqrt_len[s] * ((2 * t - qsum[s]) / FAST_COS + margin[s])
                         fast[s] = max(np.float32(0.0), f[2 * s] * f[2 * s] + qq[s] - 2 * est) if l2 else -est
                         d += fast[s]
                         if d + vbsuf[s + 1] > tau:
@@ -114,17 +125,10 @@ def saq_scan(QW, CW, msig, probes, offsets, codes, factors, seg_dim, seg_len, se
                         continue
                 # Stage 2: the accurate estimate replaces the 1-bit one, segment by segment.
                 for s in range(S):
-                    nw = seg_len[s] // 64
-                    seg = qt[seg_dim[s]:seg_dim[s] + seg_len[s]]
-                    w = seg_word[s]
-                    # <g, q> = sum_k 2^-k <plane_k, q> + (2^-B - 1) sum(q)  (eq. 13 with v = 1)
-                    gq = (np.float32(2.0 ** -seg_bits[s]) - 1) * qsum[s]
-                    weight = np.float32(1.0)
-                    for _ in range(seg_bits[s]):
-                        gq += weight * float_plane_dot(row[w:w + nw], seg)
-                        weight *= np.float32(0.5)
-                        w += nw
-                    est = f[2 * s + 1] * gq
+                    # <g, q> = Delta <c, q> + (Delta / 2 - 1) sum(q), Delta = 2^(1-B)  (eq. 13, v = 1)
+                    delta = np.float32(2.0 ** (1 - seg_bits[s]))
+                    cq = code_dot(row, seg_word[s], seg_len[s] // 64, seg_bits[s], qt, seg_dim[s], digits, lanes)
+                    est = f[2 * s + 1] * (delta * cq + (delta / 2 - 1) * qsum[s])
                     d += (f[2 * s] * f[2 * s] + qq[s] - 2 * est if l2 else -est) - fast[s]
                     if prune and d > scores[0]:
                         break

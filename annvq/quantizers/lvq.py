@@ -121,13 +121,13 @@ class LVQCodec(Codec):
         delta = _f16_up((R.max(axis=1) - lo.astype(np.float32)) / levels)
         l32, d32 = lo.astype(np.float32)[:, None], delta.astype(np.float32)[:, None]
         safe = np.where(d32 > 0, d32, 1)
-        c1 = np.clip(np.rint((R - l32) / safe), 0, levels).astype(np.int64)
+        c1 = np.clip(np.rint((R - l32) / safe), 0, levels).astype(np.uint16)
         c2 = None
         if self.B2:
             levels2 = (1 << self.B2) - 1
             d2 = safe / levels2
             rho = R - (l32 + d32 * c1) + d32 / 2  # level-1 error shifted to [0, Δ]
-            c2 = np.clip(np.rint(rho / d2), 0, levels2).astype(np.int64)
+            c2 = np.clip(np.rint(rho / d2), 0, levels2).astype(np.uint16)
         return lo, delta, c1, c2
 
     def encode(self, X, centroids, assign):

@@ -169,16 +169,19 @@ class PQCodec(Codec):
 
     # --- search ----------------------------------------------------------------------------
     def _cached(self, key: str, obj, make):
-        """A value derived from `obj` (centroids or lists), recomputed when obj is another object."""
-        hit = self._cache.get(key)
+        """A value derived from `obj` (centroids or lists), kept while obj lives: one entry per
+        object, so segments sharing this codec through ``Index.with_lists`` each keep theirs."""
+        hit = self._cache.get((key, id(obj)))
         if hit is not None and hit[0]() is obj:
             return hit[1]
+        self._cache = {k: v for k, v in self._cache.items() if v[0]() is not None}
         value = make()
-        self._cache[key] = (weakref.ref(obj), value)
+        self._cache[(key, id(obj))] = (weakref.ref(obj), value)
         return value
 
     def _model(self, centroids):
-        """(rotated centroids, per-list l2 table or an empty one), cached per centroid array."""
+        """(rotated centroids, codebooks as (M, dsub, ksub), per-list l2 table or an empty one),
+        cached per centroid array."""
         def make():
             C = self._rotate(centroids)
             nlist = len(C)
@@ -188,7 +191,8 @@ class PQCodec(Codec):
                 Cs = C.reshape(nlist, self.M, self.dsub)
                 term = 2 * np.einsum("lmd,mjd->lmj", Cs, self.codebooks, optimize=True)
                 term += np.einsum("mjd,mjd->mj", self.codebooks, self.codebooks)[None]
-            return readonly(C), readonly(np.ascontiguousarray(term, dtype=np.float32))
+            books_t = np.ascontiguousarray(self.codebooks.transpose(0, 2, 1))
+            return readonly(C), readonly(books_t), readonly(np.ascontiguousarray(term, dtype=np.float32))
         return self._cached("model", centroids, make)
 
     def _packed(self, lists):
@@ -204,16 +208,15 @@ class PQCodec(Codec):
 
     def search(self, Q, centroids, lists, probes, k, params):
         self._check()
-        C, term = self._model(centroids)
+        C, books_t, term = self._model(centroids)
         Qr = readonly(self._rotate(Q))
-        books = readonly(self.codebooks)
         is_l2 = self.metric == "l2"
         if self.fast:
             block_offsets, packed = self._packed(lists)
             return pq4_fastscan(Qr, C, probes, readonly(lists.offsets), block_offsets, packed,
-                                books, term, is_l2, k)
+                                books_t, term, is_l2, k)
         return pq_adc_scan(Qr, C, probes, readonly(lists.offsets), readonly(lists.codes),
-                           books, term, is_l2, k)
+                           books_t, term, is_l2, k)
 
     def warmup(self):
         from ..ivf import InvertedLists

@@ -10,6 +10,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from .base import prepared
 from .faiss_cpu import FaissIVF
 
 
@@ -23,7 +24,10 @@ def cuvs_available() -> bool:
 
 
 class FaissGPUIVF(FaissIVF):
-    """``IVF{n},Flat`` or ``IVF{n},PQ{M}`` on GPU 0; query argument ``nprobe``."""
+    """``IVF{n},Flat`` or ``IVF{n},PQ{M}`` on GPU 0; query argument ``nprobe``.
+
+    GpuIndexIVFPQ takes only some M (1-4, 8, 12, ..., 32, 40, 48, 56, 64, 96 with float16 tables).
+    """
 
     name = "faiss-gpu-ivf"
 
@@ -47,7 +51,7 @@ class FaissGPUIVF(FaissIVF):
             options.useFloat16LookupTables = True  # faiss needs it for large M x 256 tables
         self.index = faiss.index_cpu_to_gpu(self.resources, 0, self.index, options)
         self.ivf = self.refine = None
-        self.index.search(np.ascontiguousarray(X[:8], dtype=np.float32), 10)  # warm the GPU
+        self.index.search(prepared(X[:8], self.metric), 10)  # warm the GPU
 
     def set_query_arguments(self, nprobe) -> None:
         self.nprobe = int(nprobe)
