@@ -107,15 +107,27 @@ class Index:
             raise NotTrainedError(f"Cannot {action} before the index is trained: call train(X) first.")
 
     # --- train / add -----------------------------------------------------------------------
-    def train(self, X) -> "Index":
-        """Learn the coarse centroids and the codec's model from X; the index is unchanged on error."""
+    def train(self, X, *, centroids=None) -> "Index":
+        """Learn the coarse centroids and the codec's model from X; the index is unchanged on error.
+
+        ``centroids`` (nlist, dim) skips k-means and uses the given coarse partition, so that
+        several indexes (or peers such as faiss) can share one partition in a benchmark.
+        """
         X = self._prepare(X, "training vectors")
         if self.spec.nlist and len(X) < self.nlist:
             raise InvalidVectorsError(
                 f"Training IVF{self.nlist} needs at least {self.nlist} vectors; got {len(X)}."
             )
-        centroids = (train_centroids(X, self.nlist, self.codec_metric, seed=self.seed, verbose=self.verbose)
-                     if self.spec.nlist else self.centroids_)
+        if centroids is not None:
+            if not self.spec.nlist:
+                raise InvalidParameterError(f"{self.spec} has no coarse quantizer to give centroids to.")
+            centroids = as_vectors(centroids, self.dim, name="centroids")
+            if len(centroids) != self.nlist:
+                raise InvalidParameterError(f"centroids must have {self.nlist} rows; got {len(centroids)}.")
+        elif self.spec.nlist:
+            centroids = train_centroids(X, self.nlist, self.codec_metric, seed=self.seed, verbose=self.verbose)
+        else:
+            centroids = self.centroids_
         assign = self._assign(X, centroids)
         codec = copy.deepcopy(self.codec).fit(X, centroids, assign)
         codec.warmup()

@@ -182,3 +182,16 @@ def test_unseen_data_is_found(small_data):
     Q = clustered(20, 32, seed=9) * 3
     index = Index(32, f"IVF{NLIST},Flat", "l2").train(X).add(X)
     assert recall(index.search(Q, 5, nprobe=NLIST)[1], exact_knn(X, Q, 5)) == 1.0
+
+
+def test_train_with_given_centroids_uses_them_and_checks_shape(small_data):
+    X, Q = small_data
+    shared = Index(X.shape[1], "IVF8,Flat").train(X).centroids_
+    index = Index(X.shape[1], "IVF8,Flat").train(X, centroids=shared).add(X)
+    assert np.array_equal(index.centroids_, shared)
+    _, I = index.search(Q, 10, nprobe=8)
+    assert recall(I, exact_knn(X, Q, 10)) == 1.0
+    with pytest.raises(ValueError, match="centroids must have 8 rows"):
+        Index(X.shape[1], "IVF8,Flat").train(X, centroids=shared[:4])
+    with pytest.raises(ValueError, match="no coarse quantizer"):
+        Index(X.shape[1], "Flat").train(X, centroids=shared)

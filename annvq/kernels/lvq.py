@@ -5,7 +5,8 @@ little-endian bit-first. Level 1 decodes to :math:`\hat x_j = l + Δ c_j`, level
 :math:`l + Δ c_j - Δ/2 + Δ_2 c2_j` with :math:`Δ_2 = Δ/(2^{B_2}-1)`, both relative to the list
 centroid plus the global mean μ. Scores are smaller-is-better:
 
-* l2: :math:`\|q - c - μ - \hat x\|^2`, decoded coordinate by coordinate inside the sum;
+* l2: :math:`\|q - c - μ - \hat x\|^2`, decoded inside the sum (8 bits) or from one row's codes
+  unpacked into a per-thread (D,) buffer; decoded vectors are never materialised;
 * ip: :math:`-(\langle q, c+μ\rangle + l\sum_j q_j + Δ\langle q, c\rangle)` (level 1).
 """
 

@@ -21,8 +21,9 @@ from .config import PARALLEL_JIT
 from .flat import dot
 from .topk import heap_push, heap_sort
 
-#: Bits of the quantized query in stage 1 (the 1-bit estimate is a rough bound anyway).
-QUERY_BITS = 8
+#: Bits of the quantized query in stage 1, as original RaBitQ (B_q = 4): the 1-bit estimate is a
+#: margin-padded bound, and 8 bits measured no recall gain on fashion-mnist at 30% more scan time.
+QUERY_BITS = 4
 #: Stage 1 assumes <g, o> = 0.8 for a 1-bit code and adds 2 * 0.58 / 0.8 = 1.45 ||o|| ||q|| / sqrt(L)
 #: (RaBitQ's bound with epsilon_0 ~ 1.9), as the official Lut::compFastIP does.
 FAST_COS = np.float32(0.8)

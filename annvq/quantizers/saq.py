@@ -48,7 +48,7 @@ class SAQCodec(Codec):
         self.rounds = rounds
         self.plan_: list[tuple[int, int]] | None = None
         self.modelled_error_ = None
-        self.transform_ = self.mean_ = self.components_ = self.variance_ = self.rotations_ = None
+        self.transform_ = self.mean_ = self.components_ = self.variance_ = None
         self._centroid_cache = (None, None)
 
     @classmethod
@@ -103,10 +103,10 @@ class SAQCodec(Codec):
         self.variance_ = np.zeros(self.padded_dim, np.float32)
         self.variance_[:self.dim] = variance
         plan, self.modelled_error_ = plan_segments(self.variance_, self.bits)
-        self.rotations_ = [random_orthogonal(length, rng) for length, bits in plan if bits]
+        rotations = [random_orthogonal(length, rng) for length, bits in plan if bits]
         pca = np.zeros((self.dim, self.padded_dim), np.float32)
         pca[:, :self.dim] = self.components_
-        self._set_model(plan, pca @ block_diag(self.rotations_, self.padded_dim))
+        self._set_model(plan, pca @ block_diag(rotations, self.padded_dim))
         return self
 
     def _set_model(self, plan, transform):
@@ -186,29 +186,14 @@ class SAQCodec(Codec):
             self._centroid_cache = (centroids, rotated)
         return rotated
 
-    def rotate_queries(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(queries in the codec's space, their PCA projection or None without PCA).
-
-        Same result as ``rotate``, in fewer flops: one PCA GEMM, then each segment's own small
-        rotation, and the PCA projection is what the variance bounds need anyway.
-        """
-        if self.rotations_ is None:
-            return np.ascontiguousarray(self.rotate(Q)), None
-        projected = np.zeros((len(Q), self.padded_dim), np.float32)
-        projected[:, :self.dim] = np.asarray(Q, np.float32) @ self.components_
-        rotated = projected.copy()
-        for (start, length, _), rotation in zip(self.segments, self.rotations_):
-            rotated[:, start:start + length] = projected[:, start:start + length] @ rotation
-        return rotated, projected
-
-    def variance_bounds(self, projected: np.ndarray | None, nq: int, m: float) -> np.ndarray:
+    def variance_bounds(self, Q: np.ndarray, m: float) -> np.ndarray:
         """m * sigma_s(q) per query and non-zero segment (eq. 20): sigma_s^2 = sum q_i^2 var_i over
-        the PCA-projected (mean-centred) query. A single segment has no stage 0 (§2.7)."""
+        the PCA-projected query, as the official code does. A single segment has no stage 0 (§2.7)."""
         S = len(self.segments)
-        if S <= 1 or projected is None or not math.isfinite(m):
-            return np.full((nq, S), NO_BOUND, np.float32)
-        centred = projected[:, :self.dim] - self.mean_ @ self.components_
-        weighted = centred.astype(np.float64) ** 2 * self.variance_[:self.dim]
+        if S <= 1 or not math.isfinite(m):
+            return np.full((len(Q), S), NO_BOUND, np.float32)
+        Qp = (np.asarray(Q, np.float32) - self.mean_) @ self.components_
+        weighted = Qp.astype(np.float64) ** 2 * self.variance_[:self.dim]
         sigma = np.stack([weighted[:, start:start + length].sum(1) for start, length, _ in self.segments], 1)
         return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
@@ -216,9 +201,8 @@ class SAQCodec(Codec):
         params = self.check_params(params)
         seg_dim, seg_len, seg_bits = self._seg_arrays
         codes = readonly(np.ascontiguousarray(lists.codes).view(np.uint64))
-        rotated, projected = self.rotate_queries(Q)
-        return saq_scan(rotated, self._rotated_centroids(centroids),
-                        self.variance_bounds(projected, len(Q), float(params["m"])), probes, readonly(lists.offsets),
+        return saq_scan(np.ascontiguousarray(self.rotate(Q)), self._rotated_centroids(centroids),
+                        self.variance_bounds(Q, float(params["m"])), probes, readonly(lists.offsets),
                         codes, readonly(lists.factors), seg_dim, seg_len, seg_bits, self._seg_word,
                         self.tail_dim, self.metric == "l2", bool(params["prune"]), k)
 
@@ -238,18 +222,13 @@ class SAQCodec(Codec):
                 "modelled_error": self.modelled_error_}
         arrays = {"transform": self.transform_}
         if self.mean_ is not None:
-            arrays.update(mean=self.mean_, components=self.components_, variance=self.variance_,
-                          rotations=np.concatenate([r.ravel() for r in self.rotations_] + [np.zeros(0, np.float32)]))
+            arrays.update(mean=self.mean_, components=self.components_, variance=self.variance_)
         return meta, arrays
 
     def load_state(self, meta, arrays):
         self.bits, self.rounds, self.modelled_error_ = meta["bits"], meta["rounds"], meta["modelled_error"]
         self.mean_, self.components_, self.variance_ = (arrays.get(n) for n in ("mean", "components", "variance"))
         self._set_model(meta["plan"], arrays["transform"])
-        if "rotations" in arrays:
-            sizes = np.cumsum([0] + [length * length for _, length, _ in self.segments])
-            self.rotations_ = [np.asarray(arrays["rotations"][a:b]).reshape(int(np.sqrt(b - a)), -1)
-                               for a, b in zip(sizes, sizes[1:])]
         return self
 
 
