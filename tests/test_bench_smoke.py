@@ -143,7 +143,7 @@ def test_default_config_substitutes_metric_and_dimension():
 
 
 def test_annvq_wrapper_trains_the_centroids_a_plain_index_trains():
-    """The k-means cache the bench puts in front of annvq changes nothing but the time spent."""
+    """Handing annvq the shared k-means changes nothing but the time spent."""
     import annvq
 
     from bench.algorithms.annvq_ivf import AnnvqIVF

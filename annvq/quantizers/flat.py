@@ -46,11 +46,3 @@ class FlatCodec(Codec):
         if self.metric == "l2":
             scores += np.einsum("ij,ij->i", Q, Q)[:, None]
         return scores, pos
-
-    def warmup(self):
-        from ..ivf import InvertedLists
-
-        X = np.zeros((2, self.dim), np.float32)
-        codes, factors = self.encode(X, None, None)
-        lists = InvertedLists.from_rows(1, np.zeros(2, np.int64), np.arange(2), codes, factors)
-        self.search(X, None, lists, np.zeros((2, 1), np.int64), 1, {})

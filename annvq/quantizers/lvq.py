@@ -157,16 +157,6 @@ class LVQCodec(Codec):
                         readonly(lists.offsets), readonly(lists.codes), self.B1, self.B2,
                         HEADER + self._level_bytes(self.B1), self.metric == "l2", kscan, k)
 
-    def warmup(self):
-        from ..ivf import InvertedLists
-
-        X = np.zeros((2, self.dim), np.float32)
-        centroids = np.zeros((1, self.dim), np.float32)
-        assign = np.zeros(2, np.int64)
-        codes, factors = self.encode(X, centroids, assign)
-        lists = InvertedLists.from_rows(1, assign, np.arange(2), codes, factors)
-        self.search(X, centroids, lists, np.zeros((2, 1), np.int64), 1, self.check_params({}))
-
     # --- persistence -----------------------------------------------------------------------
     def state(self):
         return {"B1": self.B1, "B2": self.B2}, {"mean": self.mean}

@@ -219,15 +219,8 @@ class PQCodec(Codec):
                            books_t, term, is_l2, k)
 
     def warmup(self):
-        from ..ivf import InvertedLists
-
-        X = np.zeros((2, self.dim), np.float32)
-        centroids = np.zeros((1, self.dim), np.float32)
-        assign = np.zeros(2, np.int64)
-        codes, factors = self.encode(X, centroids, assign)
-        lists = InvertedLists.from_rows(1, assign, np.arange(2), codes, factors)
-        self.search(X, centroids, lists, np.zeros((2, 1), np.int64), 1, {})
-        self._cache = {}
+        super().warmup()
+        self._cache = {}  # drop the warm-up lists' tables
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):

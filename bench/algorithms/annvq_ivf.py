@@ -5,8 +5,7 @@ from __future__ import annotations
 import annvq
 import numpy as np
 
-from .base import (METRICS, BaseANN, annvq_uses_shared_centroids, as_float32, check_metric,
-                   ivf_metric, prepared, shared_centroids)
+from .base import METRICS, BaseANN, as_float32, check_metric, ivf_metric, prepared, shared_centroids
 
 #: queries used to compile and warm the search path inside ``fit``
 WARMUP_QUERIES = 8
@@ -23,19 +22,19 @@ class AnnvqIVF(BaseANN):
         self.nprobe = 1
         self.rerank = None
 
+    def _centroids(self, X: np.ndarray) -> np.ndarray | None:
+        nlist = annvq.parse_spec(self.spec).nlist
+        return shared_centroids(prepared(X, self.metric), nlist, ivf_metric(self.metric)) if nlist else None
+
     def prepare_fit(self, X: np.ndarray) -> None:
-        spec = annvq.parse_spec(self.spec)
-        if spec.nlist:
-            shared_centroids(prepared(X, self.metric), spec.nlist, ivf_metric(self.metric))
+        self._centroids(X)
 
     def fit(self, X: np.ndarray) -> None:
         X = as_float32(X)
         # train() compiles the codec's kernels (codec.warmup); the searches below warm the
         # probing and top-k paths, so no compilation lands inside a timed query.
         self.index = annvq.Index(X.shape[1], self.spec, metric=METRICS[self.metric])
-        with annvq_uses_shared_centroids():
-            self.index.train(X)
-        self.index.add(X)
+        self.index.train(X, centroids=self._centroids(X)).add(X)
         warm = X[:WARMUP_QUERIES]
         self.index.search(warm, 10, nprobe=1)
         self.index.search(warm[:1], 10, nprobe=1)

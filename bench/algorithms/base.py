@@ -8,9 +8,7 @@ centroids, the thread count, bytes per vector) lives here so the wrappers stay s
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,9 +67,9 @@ def ivf_metric(metric: str) -> str:
 def shared_centroids(X: np.ndarray, nlist: int, metric: str) -> np.ndarray:
     """The coarse centroids annvq trains for ``IVF{nlist}`` on X, so IVF peers probe the same lists.
 
-    annvq's k-means (``annvq.ivf.train_centroids``, seed 0) is deterministic, so calling it with
-    the same data and seed gives exactly the centroids an ``annvq.Index`` learns; the result is
-    cached per data set, nlist and metric because every IVF build of a run asks for it.
+    annvq's k-means (``annvq.ivf.train_centroids``, seed 0) is deterministic, so this is exactly
+    the partition an ``annvq.Index`` would learn by itself; it is computed once per data set,
+    nlist and metric and handed to every IVF build of a run (annvq: ``Index.train(X, centroids=)``).
     """
     X = as_float32(X)
     digest = hashlib.blake2b(X[:: max(1, len(X) // 256)].tobytes(), digest_size=16).hexdigest()
@@ -82,28 +80,6 @@ def shared_centroids(X: np.ndarray, nlist: int, metric: str) -> np.ndarray:
         _CENTROID_CACHE.clear()  # one data set per run: keep memory bounded
         _CENTROID_CACHE[key] = train_centroids(X, nlist, metric, seed=0)
     return _CENTROID_CACHE[key]
-
-
-@contextlib.contextmanager
-def annvq_uses_shared_centroids():
-    """While active, ``annvq.Index.train`` takes its k-means from ``shared_centroids``.
-
-    Same function, same data, same seed: the centroids are bit for bit those the index would
-    train itself (tests/test_bench_smoke.py checks it); only the repeated k-means per spec is saved.
-    """
-    module = importlib.import_module("annvq.index")
-    original = module.train_centroids  # AttributeError here if annvq renames it: fail loudly
-
-    def cached(X, nlist, metric, *, seed=0, verbose=False):
-        if seed != 0:
-            return original(X, nlist, metric, seed=seed, verbose=verbose)
-        return shared_centroids(X, nlist, metric)
-
-    module.train_centroids = cached
-    try:
-        yield
-    finally:
-        module.train_centroids = original
 
 
 def current_rss_kb() -> float:
