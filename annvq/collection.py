@@ -280,7 +280,7 @@ class Collection:
         body = {"version": 1, "collection": config, "model": None, "segments": [], "tombstones": None,
                 "files": {}, "next_seq": 1}
         try:
-            manifest.commit(path, body)
+            body = manifest.commit(path, body)
         except BaseException:
             lock.release()
             raise
@@ -567,8 +567,7 @@ class Collection:
         body = {"version": old["version"] + 1, "collection": self._config, "model": model_name,
                 "segments": segments, "tombstones": tomb_name,
                 "tombstone_segments": [p.segment.name for p in dead], "files": files, "next_seq": seq}
-        version = manifest.commit(self.path, body)
-        body = manifest.read_manifest(self.path, manifest.manifest_name(version))
+        body = manifest.commit(self.path, body)
         # Map what was just written, so the buffer's memory is released and reads are zero-copy.
         mapped = list(state.parts)
         model = state.model

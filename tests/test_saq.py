@@ -88,6 +88,21 @@ def test_transform_is_orthogonal_and_layout_matches_the_plan(data128, spec):
     assert sum(length * bits + 64 for length, bits in nonzero) <= budget
 
 
+@pytest.mark.parametrize("dim", [200, 256])
+def test_variance_bounds_equal_the_pca_projected_query_formula(dim):
+    rng = np.random.default_rng(5)
+    std = np.concatenate([np.full(64, 8.0), np.full(64, 1.0), np.full(dim - 128, 0.125)])
+    Z = (5 + rng.standard_normal((2020, dim)) * std).astype(np.float32) @ random_orthogonal(dim, rng)
+    X, Q = Z[:2000], Z[2000:]
+    codec = Index(dim, "IVF4,SAQ3").train(X).codec
+    assert len(codec.segments) > 1
+    Qp = apply_pca(Q, codec.mean_, codec.components_).astype(np.float64)
+    weighted = Qp ** 2 * codec.variance_[:dim]
+    sigma = np.stack([weighted[:, a:a + length].sum(1) for a, length, _ in codec.segments], 1)
+    got = codec.variance_bounds(codec.rotate(Q), 4.0)
+    np.testing.assert_allclose(got, 4 * np.sqrt(sigma), rtol=1e-4)
+
+
 def test_caq_is_one_segment_without_pca(data128):
     X, _ = data128
     codec = Index(100, "IVF4,CAQ4").train(X[:, :100]).codec

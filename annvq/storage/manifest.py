@@ -83,11 +83,11 @@ def _body_checksum(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def commit(directory: str, body: dict) -> int:
+def commit(directory: str, body: dict) -> dict:
     """Write the next manifest holding ``body`` (files, segments, ...) and point CURRENT at it.
 
-    The manifest gets ``version``, ``format_version``, ``writer`` and a ``checksum`` of its own
-    content. Returns the new version; durable when this returns.
+    The manifest gets ``format_version``, ``writer`` and a ``checksum`` of its own content.
+    Returns the manifest as committed; durable when this returns.
     """
     body = dict(body, format_version=FORMAT_VERSION, writer=writer_name())
     body.pop("checksum", None)
@@ -96,7 +96,7 @@ def commit(directory: str, body: dict) -> int:
     text = json.dumps(body, indent=1, sort_keys=True).encode()
     durable_write(directory, name, lambda p: write_bytes(p, text))
     point_current(directory, name)
-    return body["version"]
+    return body
 
 
 def point_current(directory: str, manifest_file: str) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
-from ..convert import as_matrix, hits, search_kwargs
+from ..convert import as_matrix, hits, json_response, search_kwargs
 from ..deps import CollectionDep, CollectionName, JsonBody, MetricsDep, body_schema
 from ..schemas import BatchResult, Query, QueryBatch, QueryResult
 
@@ -23,7 +23,7 @@ def query(name: CollectionName, body: Query, col: CollectionDep, metrics: Metric
     D, I = col.search(as_matrix([body.vector], col.dim, "vector"), body.k, **search_kwargs(body.params))
     out = hits(col, D[0], I[0], with_payload=body.with_payload, with_vector=body.with_vector)
     metrics.count_vectors(name, "query", 1)
-    return QueryResult(**out, took_ms=(time.perf_counter() - start) * 1e3)
+    return json_response(QueryResult(**out, took_ms=(time.perf_counter() - start) * 1e3))
 
 
 @router.post("/query/batch", response_model=BatchResult, openapi_extra=body_schema(QueryBatch))
@@ -35,4 +35,4 @@ def query_batch(name: CollectionName, body: Annotated[QueryBatch, JsonBody(Query
     results = [hits(col, d, i, with_payload=body.with_payload, with_vector=body.with_vector)
                for d, i in zip(D, I)]
     metrics.count_vectors(name, "query", len(results))
-    return BatchResult(results=results, took_ms=(time.perf_counter() - start) * 1e3)
+    return json_response(BatchResult(results=results, took_ms=(time.perf_counter() - start) * 1e3))
