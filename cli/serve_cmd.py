@@ -35,6 +35,12 @@ def serve(data_dir, host, port, max_request_mb, threads, read_only, api_key, no_
     Every option can also come from the environment: ANNVQ_DATA_DIR, ANNVQ_HOST, ANNVQ_PORT,
     ANNVQ_MAX_REQUEST_MB, ANNVQ_THREADS, ANNVQ_READ_ONLY, ANNVQ_API_KEY, ANNVQ_LOG_LEVEL.
     API docs: http://HOST:PORT/docs
+
+    \b
+    Examples:
+      annvq serve db                                   # http://127.0.0.1:8000
+      ANNVQ_API_KEY=secret annvq serve db --host 0.0.0.0 --port 8080
+      annvq serve db --read-only --max-request-mb 16 --threads 8
     """
     # OpenMP workers (numba's parallel kernels, faiss) spin after each parallel region by
     # default; in a server the next search is rarely right behind, and the spinning threads take

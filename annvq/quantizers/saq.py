@@ -229,16 +229,6 @@ class SAQCodec(Codec):
                         probes, readonly(lists.offsets), codes, readonly(lists.factors), seg_dim, seg_len, seg_bits, self._seg_word,
                         self.tail_dim, self.metric == "l2", bool(params["prune"]), k)
 
-    def warmup(self):
-        from ..ivf import InvertedLists
-
-        X = np.random.default_rng(0).standard_normal((2, self.dim)).astype(np.float32)
-        centroids = np.zeros((1, self.dim), np.float32)
-        assign = np.zeros(2, np.int64)
-        codes, factors = self.encode(X, centroids, assign)
-        lists = InvertedLists.from_rows(1, assign, np.arange(2), codes, factors)
-        self.search(X, centroids, lists, np.zeros((2, 1), np.int64), 1, {})
-
     # --- persistence -----------------------------------------------------------------------
     def state(self):
         meta = {"bits": self.bits, "rounds": self.rounds, "plan": self.plan_,
