@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -93,7 +94,7 @@ def query(collection, vector_file, vector_col, from_stdin, k, nprobe, rerank, ex
     from annvq.io import HDF5_SUFFIXES, read_vectors
 
     if from_stdin:
-        Q = parse_vectors_text(click.get_text_stream("stdin").read())
+        Q = parse_vectors_text(sys.stdin.read())
     else:
         key = vector_col or ("test" if Path(vector_file).suffix in HDF5_SUFFIXES else None)
         Q = read_vectors(vector_file, key=key)
