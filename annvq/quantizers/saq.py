@@ -214,9 +214,10 @@ class SAQCodec(Codec):
         S = len(self.segments)
         if S <= 1 or not math.isfinite(m):
             return np.full((len(QW), S), NO_BOUND, np.float32)
-        sigma = np.empty((len(QW), S))
+        sigma = np.empty((len(QW), S), np.float32)
         for s, ((start, length, _), (M, offset)) in enumerate(zip(self.segments, self._sigma_maps())):
-            y = (QW[:, start:start + length] @ M - offset).astype(np.float64)
+            y = QW[:, start:start + length] @ M
+            y -= offset
             sigma[:, s] = np.einsum("ij,ij->i", y, y)
         return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
