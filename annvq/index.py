@@ -187,9 +187,10 @@ class Index:
         go in ``params``, as a dict or "nprobe=16,m=4".
         """
         opts = parse_params(params)
-        nprobe = opts.pop("nprobe", 1) if nprobe is None else nprobe
-        rerank = opts.pop("rerank", DEFAULT_RERANK if self.spec.rerank else 0) if rerank is None else rerank
-        opts.pop("nprobe", None), opts.pop("rerank", None)
+        params_nprobe = opts.pop("nprobe", 1)
+        params_rerank = opts.pop("rerank", DEFAULT_RERANK if self.spec.rerank else 0)
+        nprobe = params_nprobe if nprobe is None else nprobe  # keyword arguments win
+        rerank = params_rerank if rerank is None else rerank
         self._check_trained("search")
         k = check_int(k, "k", "Index.search")
         nprobe = check_int(nprobe, "nprobe", "Index.search", 1, self.nlist)

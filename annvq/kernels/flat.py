@@ -25,6 +25,7 @@ def dot(a, b):
 def ivf_flat_scan(Q, probes, offsets, vectors, norms, alpha, k):
     """Top-k positions of every query over its probed lists: one call per query batch."""
     nq = Q.shape[0]
+    has_norms = norms.shape[0] > 0  # inner product passes no norms
     out_s = np.full((nq, k), np.inf, dtype=np.float32)
     out_l = np.full((nq, k), -1, dtype=np.int64)
     for qi in numba.prange(nq):
@@ -36,7 +37,8 @@ def ivf_flat_scan(Q, probes, offsets, vectors, norms, alpha, k):
             if lst < 0:
                 continue
             for j in range(offsets[lst], offsets[lst + 1]):
-                s = norms[j] + alpha * dot(q, vectors[j])
+                nx = norms[j] if has_norms else np.float32(0.0)
+                s = nx + alpha * dot(q, vectors[j])
                 heap_push(scores, labels, s, j)
         heap_sort(scores, labels)
     return out_s, out_l

@@ -19,12 +19,8 @@ from ..errors import InvalidParameterError, InvalidSpecError
 class Codec:
     """Base class: hyperparameters stored unchanged in ``__init__``, learned state in ``fit``."""
 
-    #: regex matched against the spec's codec part, e.g. ``r"SAQ(\d+(\.\d+)?)"``
-    pattern: ClassVar[str] = ""
     #: search-time parameters: name -> (type, low, high, default); checked by ``check_params``
     search_params: ClassVar[dict[str, tuple]] = {}
-    #: True when codes encode the residual to the list centroid
-    residual: ClassVar[bool] = False
 
     def __init__(self, dim: int, metric: str, *, seed: int = 0):
         self.dim = dim

@@ -12,7 +12,6 @@ from .base import Codec
 class FlatCodec(Codec):
     """Codes are the float32 vectors' bytes; for L2 the factor is ||x||^2 (saves a dot per scan)."""
 
-    pattern = r"Flat"
 
     @property
     def spec(self) -> str:
@@ -40,7 +39,7 @@ class FlatCodec(Codec):
 
     def search(self, Q, centroids, lists, probes, k, params):
         vectors = readonly(np.ascontiguousarray(lists.codes).view(np.float32).reshape(-1, self.dim))
-        norms = lists.factors[:, 0] if self.metric == "l2" else np.zeros(len(vectors), np.float32)
+        norms = lists.factors[:, 0] if self.metric == "l2" else np.zeros(0, np.float32)
         scores, pos = ivf_flat_scan(Q, probes, readonly(lists.offsets), vectors,
                                     readonly(np.ascontiguousarray(norms)), self.alpha, k)
         if self.metric == "l2":

@@ -63,8 +63,6 @@ def _f16_up(v: np.ndarray) -> np.ndarray:
 class LVQCodec(Codec):
     """Codes: 4 header bytes (l, Δ as float16), then D*B1 bits, then D*B2 bits; no factors."""
 
-    pattern = r"LVQ(\d+)(?:x(\d+))?"
-    residual = True
 
     def __init__(self, dim: int, metric: str, B1: int, B2: int = 0, *, seed: int = 0):
         super().__init__(dim, metric, seed=seed)

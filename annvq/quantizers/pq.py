@@ -30,8 +30,6 @@ MAX_TERM_BYTES = 1 << 29
 class PQCodec(Codec):
     """Codes: M bytes (x8) or M/2 bytes of nibble pairs (x4fs); no factors; no per-vector constant."""
 
-    pattern = r"PQ(\d+)(?:x(\d+)(fs)?)?"
-    residual = True
 
     def __init__(self, dim: int, metric: str, M: int, nbits: int, *, opq: int | None = None, seed: int = 0):
         super().__init__(dim, metric, seed=seed)

@@ -37,10 +37,8 @@ NO_BOUND = np.float32(1e30)
 class SAQCodec(Codec):
     """``SAQ{bits}``: fractional average bits per dimension in [0.2, 13], e.g. SAQ0.5, SAQ4."""
 
-    pattern = r"SAQ(\d+(?:\.\d+)?)"
     #: m: stage-0 Chebyshev multiplier (inf turns stage 0 off); prune 0 scores every candidate exactly.
     search_params = {"m": (numbers.Real, 0.0, math.inf, 4.0), "prune": (int, 0, 1, 1)}
-    residual = True
 
     def __init__(self, dim: int, metric: str, *, bits: float = 4.0, rounds: int = ROUNDS, seed: int = 0):
         super().__init__(dim, metric, seed=seed)
@@ -222,7 +220,6 @@ class SAQCodec(Codec):
         return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
     def search(self, Q, centroids, lists, probes, k, params):
-        params = self.check_params(params)
         seg_dim, seg_len, seg_bits = self._seg_arrays
         codes = readonly(np.ascontiguousarray(lists.codes).view(np.uint64))
         QW = np.ascontiguousarray(self.rotate(Q))
@@ -249,7 +246,6 @@ class SAQCodec(Codec):
 class CAQCodec(SAQCodec):
     """``CAQ{B}``: one segment of D_pad dimensions at B bits after one random rotation, no PCA."""
 
-    pattern = r"CAQ(\d+)"
 
     @classmethod
     def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
