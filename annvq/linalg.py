@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels.flat import small_matmul
+
 #: Codes are packed in 64-bit words, so both SAQ and RaBitQ pad vectors to a multiple of 64.
 BLOCK = 64
 #: PCA is fitted on at most this many rows (a sample): the covariance converges long before.
 PCA_SAMPLE = 65536
+#: Products with at most this many rows run on one thread in numba: for a query or two, waking
+#: BLAS's thread pool costs more than the product, and far more on a busy machine.
+SMALL_ROWS = 8
 
 
 def padded_dim(dim: int) -> int:
@@ -55,6 +60,14 @@ def fit_pca(X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
 def apply_pca(X: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
     """Project rows onto the principal axes: ``(X - mean) @ components``."""
     return (np.asarray(X, dtype=np.float32) - mean) @ components
+
+
+def matmul(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``X @ W`` in float32: BLAS for batches, a single-threaded kernel for a few rows."""
+    X = np.asarray(X, dtype=np.float32)
+    if len(X) <= SMALL_ROWS:
+        return small_matmul(np.ascontiguousarray(X), W)
+    return X @ W
 
 
 def block_diag(blocks: list[np.ndarray], dim: int) -> np.ndarray:

@@ -16,26 +16,19 @@ from __future__ import annotations
 import argparse
 import time
 
-import numba
 import numpy as np
 from tqdm.auto import tqdm
 
 from annvq import Index
 from annvq.ivf import InvertedLists, nearest_lists, train_centroids
 from annvq.quantizers import make_codec
+from annvq.threads import set_threads
 
 from .datasets import load
 
 METHODS = ("SAQ", "CAQ", "rabitqlib")
 #: results per query scored on the "top100" measure, as rabitqlib returns them
 TOP = 100
-
-
-def set_threads(threads: int) -> None:
-    import faiss
-
-    numba.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
 
 
 def codec_name(method: str, bits: float) -> str | None:

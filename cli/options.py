@@ -51,15 +51,15 @@ search_options = _compose(
 
 
 def set_threads(threads: int | None) -> None:
-    """Cap numba's and faiss's thread pools; None leaves their defaults (all cores)."""
+    """Cap numba's, OpenMP's and BLAS's thread pools; None leaves their defaults (all cores)."""
     if threads is None:
         return
-    import faiss
     import numba
+
+    from annvq.threads import set_threads as cap
 
     if threads > numba.config.NUMBA_NUM_THREADS:
         raise click.BadParameter(
             f"at most {numba.config.NUMBA_NUM_THREADS} threads on this machine; got {threads}.",
             param_hint="'--threads'")
-    numba.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    cap(threads)

@@ -195,3 +195,16 @@ def test_train_with_given_centroids_uses_them_and_checks_shape(small_data):
         Index(X.shape[1], "IVF8,Flat").train(X, centroids=shared[:4])
     with pytest.raises(ValueError, match="no coarse quantizer"):
         Index(X.shape[1], "Flat").train(X, centroids=shared)
+
+
+def test_small_and_large_products_agree():
+    """linalg.matmul's one-thread kernel for a few rows equals BLAS."""
+    from annvq.linalg import SMALL_ROWS, matmul
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((100, 130)).astype(np.float32)
+    for n in (1, SMALL_ROWS, SMALL_ROWS + 1):
+        X = rng.standard_normal((n, 100)).astype(np.float32)
+        np.testing.assert_allclose(matmul(X, W), X @ W, rtol=1e-4, atol=1e-4)
+    Wt = rng.standard_normal((130, 100)).astype(np.float32).T  # a transposed (strided) operand
+    np.testing.assert_allclose(matmul(X[:2], Wt), X[:2] @ Wt, rtol=1e-4, atol=1e-4)

@@ -7,7 +7,7 @@ import pytest
 from annvq import Index
 from annvq.errors import InvalidSpecError, InvalidVectorsError
 from annvq.kernels.config import readonly
-from annvq.kernels.lut import BLOCK, HAS_AVX2, _accumulate_lookup, _accumulate_shuffle, pq_adc_scan
+from annvq.kernels.lut import pq_adc_scan
 from naive import clustered, exact_knn, recall
 
 DIM, NLIST, M = 32, 16, 8
@@ -222,25 +222,6 @@ def test_too_few_training_vectors(data):
     X, _ = data
     with pytest.raises(InvalidVectorsError, match="at least 256"):
         Index(DIM, "IVF4,PQ8x8").train(X[:100])
-
-
-@pytest.mark.skipif(not HAS_AVX2, reason="the shuffle kernel needs AVX2")
-@pytest.mark.parametrize("pairs", [6, 128, 131])  # 16-bit lanes up to 128 columns, 32-bit above
-def test_shuffle_accumulation_equals_scalar_lookups(pairs):
-    rng = np.random.default_rng(pairs)
-    half = rng.integers(0, 256, (2 * pairs, 16), dtype=np.uint8)
-    half[:, 0] = 255  # the largest sums, to catch lane overflow
-    qtable = np.concatenate([half, half], axis=1)
-    packed = rng.integers(0, 256, (3, pairs, BLOCK), dtype=np.uint8)
-    packed[1, :, :4] = 0
-    block = packed[1]
-    fast, slow = np.full(BLOCK, 7, np.int32), np.full(BLOCK, 7, np.int32)
-    _accumulate_shuffle(qtable, packed, 1, fast)
-    _accumulate_lookup(qtable, packed, 1, slow)
-    expected = 7 + sum(half[2 * j][block[j] & 15].astype(np.int32) + half[2 * j + 1][block[j] >> 4]
-                       for j in range(pairs))
-    np.testing.assert_array_equal(slow, expected)
-    np.testing.assert_array_equal(fast, expected)
 
 
 def test_fast_scan_layout_follows_the_lists_searched(data):

@@ -1,4 +1,4 @@
-"""Bit planes: popcount, packing integer codes into 64-bit planes, and plane dot products.
+"""Bit planes: packing integer codes into 64-bit planes and their dot product with a float query.
 
 Layout (ARCHITECTURE.md): a B-bit code over L dimensions (L a multiple of 64) is B planes of
 L/64 uint64 words, most significant plane first. Bit i of word w holds dimension 64*w + i, which
@@ -7,23 +7,12 @@ is numpy's little-endian ``packbits`` order viewed as uint64.
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .config import JIT, PARALLEL_JIT
-
-
-@intrinsic
-def popcount(typingctx, x):
-    """Set bits of a uint64 through LLVM's ctpop (one POPCNT instruction on x86-64)."""
-    if not isinstance(x, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        value = context.cast(builder, args[0], signature.args[0], types.uint64)
-        return builder.ctpop(value)
-
-    return types.uint64(x), codegen
 
 
 @numba.njit(**PARALLEL_JIT)
@@ -52,82 +41,67 @@ def unpack_planes(words: np.ndarray, bits: int, length: int) -> np.ndarray:
     return codes
 
 
-@numba.njit(**JIT)
-def transpose8(x):
-    """Transpose the 8x8 bit matrix held in a uint64 (bit 8r + c -> bit 8c + r; Hacker's Delight 7-3)."""
-    t = (x ^ (x >> np.uint64(7))) & np.uint64(0x00AA00AA00AA00AA)
-    x = x ^ t ^ (t << np.uint64(7))
-    t = (x ^ (x >> np.uint64(14))) & np.uint64(0x0000CCCC0000CCCC)
-    x = x ^ t ^ (t << np.uint64(14))
-    t = (x ^ (x >> np.uint64(28))) & np.uint64(0x00000000F0F0F0F0)
-    return x ^ t ^ (t << np.uint64(28))
+def _vector_code_dot():
+    """An intrinsic for ``code_dot``: 16 dimensions at a time in explicit LLVM vectors, so every
+    target gets SIMD (AVX2: one 256-bit op per plane step), whatever the auto-vectorizer does."""
+
+    @intrinsic
+    def code_dot(typingctx, code, start, nbytes, bits, q, q_start):
+        sig = types.float32(code, start, nbytes, bits, q, q_start)
+
+        def codegen(context, builder, signature, args):
+            i16, i64, f32 = ir.IntType(16), ir.IntType(64), ir.FloatType()
+            lanes16, half16, floats8 = ir.VectorType(i16, 16), ir.VectorType(i16, 8), ir.VectorType(f32, 8)
+            code_data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            q_data = context.make_array(signature.args[4])(context, builder, args[4]).data
+
+            def as_i64(value):
+                return value if value.type == i64 else builder.sext(value, i64)
+
+            start, nbytes, bits, q_start = (as_i64(args[i]) for i in (1, 2, 3, 5))
+            masks = ir.Constant(lanes16, [(1 << i) - (1 << 16 if i == 15 else 0) for i in range(16)])
+            zeros16 = ir.Constant(lanes16, [0] * 16)
+            digits = cgutils.alloca_once(builder, lanes16)
+            acc = [cgutils.alloca_once_value(builder, ir.Constant(floats8, [0.0] * 8)) for _ in range(2)]
+            with cgutils.for_range(builder, builder.lshr(nbytes, ir.Constant(i64, 1))) as chunks:
+                chunk = chunks.index  # dimensions 16 chunk .. 16 chunk + 15: two bytes of each plane
+                builder.store(zeros16, digits)
+                with cgutils.for_range(builder, bits) as planes:
+                    offset = builder.add(builder.add(start, builder.mul(planes.index, nbytes)),
+                                         builder.shl(chunk, ir.Constant(i64, 1)))
+                    word = builder.load(builder.bitcast(builder.gep(code_data, [offset]), i16.as_pointer()), align=1)
+                    spread = builder.shuffle_vector(builder.insert_element(ir.Constant(lanes16, None), word,
+                                                                           ir.Constant(i64, 0)),
+                                                    ir.Constant(lanes16, None), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
+                    bit = builder.zext(builder.icmp_unsigned("!=", builder.and_(spread, masks), zeros16), lanes16)
+                    # MSB plane first: digits = 2 digits + bit, lane i rebuilding dimension i's integer
+                    builder.store(builder.add(builder.shl(builder.load(digits), ir.Constant(lanes16, [1] * 16)), bit), digits)
+                d = builder.load(digits)
+                for h in range(2):
+                    part = builder.shuffle_vector(d, ir.Constant(lanes16, None),
+                                                  ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8 * h, 8 * h + 8))))
+                    qpos = builder.add(q_start, builder.add(builder.shl(chunk, ir.Constant(i64, 4)), ir.Constant(i64, 8 * h)))
+                    qv = builder.load(builder.bitcast(builder.gep(q_data, [qpos]), floats8.as_pointer()), align=4)
+                    prod = builder.fmul(builder.uitofp(part, floats8), qv)
+                    builder.store(builder.fadd(builder.load(acc[h]), prod), acc[h])
+            total = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
+            out = builder.extract_element(total, ir.Constant(i64, 0))
+            for i in range(1, 8):
+                out = builder.fadd(out, builder.extract_element(total, ir.Constant(i64, i)))
+            return out
+
+        return sig, codegen
+
+    return code_dot
+
+
+_code_dot = _vector_code_dot()
 
 
 @numba.njit(**JIT)
-def quantize_query(q, start, length, nbits, planes):
-    """Round ``q[start:start + length]`` to ``lo + step * u``, u in [0, 2^nbits) with nbits <= 8, and
-    write u's bit planes (LSB plane first) into ``planes`` (nbits, length/64) uint64.
-
-    Returns (lo, step). Rounding to nearest keeps each coordinate within step/2 (quantizers.md
-    §6.2). Eight u bytes at a time are packed in a word and bit-transposed, giving eight bits
-    of every plane at once.
+def code_dot(code, start, nbytes, bits, q, q_start):
+    r"""Float32 :math:`\sum_i c_i q_{q\_start + i}` for the ``bits``-bit integers c (bits <= 16)
+    stored as planes (MSB first) of ``nbytes`` bytes each from byte ``code[start]`` on: the exact
+    query, no quantization. ``code`` is a uint8 row and ``nbytes`` even (L is a multiple of 64).
     """
-    lo = q[start]
-    hi = q[start]
-    for i in range(start, start + length):
-        lo = min(lo, q[i])
-        hi = max(hi, q[i])
-    step = (hi - lo) / np.float32(2 ** nbits - 1)
-    if step <= 0:
-        step = np.float32(1.0)
-    inv = np.float32(1.0) / step
-    for w in range(length // 64):
-        for b in range(nbits):
-            planes[b, w] = 0
-        for g in range(8):
-            base = start + 64 * w + 8 * g
-            x = np.uint64(0)
-            for j in range(8):
-                x |= np.uint64(np.int32((q[base + j] - lo) * inv + np.float32(0.5))) << np.uint64(8 * j)
-            x = transpose8(x)
-            for b in range(nbits):
-                planes[b, w] |= ((x >> np.uint64(8 * b)) & np.uint64(255)) << np.uint64(8 * g)
-    return lo, step
-
-
-@numba.njit(**JIT)
-def plane_dot(code, start, count, planes, nbits):
-    r"""Integer :math:`\sum_b 2^b \mathrm{popcount}(c \wedge u_b)` = <bits, u> over the ``count`` words
-    ``code[start:start + count]``, and their popcount. Indices, not slices, keep arrays C-contiguous
-    for numba."""
-    acc = np.uint64(0)
-    ones = np.uint64(0)
-    for w in range(count):
-        c = code[start + w]
-        ones += popcount(c)
-        for b in range(nbits):
-            acc += popcount(c & planes[b, w]) << np.uint64(b)
-    return acc, ones
-
-
-@numba.njit(**JIT)
-def code_dot(code, start, count, bits, q, q_start, digits, acc):
-    r"""Float32 :math:`\sum_i c_i q_{q\_start + i}` for the ``bits``-bit integers c stored as planes
-    (MSB first) of ``count`` words each from ``code[start]`` on: the exact query, no quantization.
-
-    ``digits`` and ``acc`` are (64,) float32 scratch: each 64-dim word's integers are rebuilt
-    plane by plane with a select per bit, then multiplied into a 64-lane accumulator, so there is
-    one horizontal sum per call (LLVM vectorises both inner loops).
-    """
-    acc[:] = 0
-    for w in range(count):
-        digits[:] = 0
-        for k in range(bits):
-            c = code[start + k * count + w]
-            weight = np.float32(2 ** (bits - 1 - k))
-            for i in range(64):
-                digits[i] += weight if (c >> np.uint64(i)) & np.uint64(1) else np.float32(0.0)
-        base = q_start + 64 * w
-        for i in range(64):
-            acc[i] += digits[i] * q[base + i]
-    return np.sum(acc)
+    return _code_dot(code, start, nbytes, bits, q, q_start)

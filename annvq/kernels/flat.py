@@ -65,3 +65,18 @@ def rerank_exact(Q, candidates, vectors, alpha, k):
             heap_push(out_s[qi], out_l[qi], qq + nx + alpha * dot(q, x), j)
         heap_sort(out_s[qi], out_l[qi])
     return out_s, out_l
+
+
+@numba.njit(**JIT)
+def small_matmul(X, W):
+    """X @ W in float32 on one thread, for a handful of rows: W is streamed once, row by row."""
+    n, d = X.shape
+    out = np.zeros((n, W.shape[1]), np.float32)
+    for i in range(d):
+        w = W[i]
+        for r in range(n):
+            x = X[r, i]
+            o = out[r]
+            for j in range(w.shape[0]):
+                o[j] += x * w[j]
+    return out

@@ -13,28 +13,11 @@ Scores are smaller-is-better, as every codec's scan returns them.
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from .config import JIT, PARALLEL_JIT
+from .fastscan import BLOCK, accumulate_block, quantize_rows
 from .topk import heap_push, heap_sort
 
-#: vectors per fast-scan block (faiss's bbs): one 32-byte register of codes per sub-quantizer pair
-BLOCK = 32
-
-
-def _has_avx2() -> bool:
-    """True when numba compiles for this host and the host has AVX2 (vpshufb on 32 bytes)."""
-    if numba.config.CPU_NAME:  # a forced target (e.g. "generic" for portable caches)
-        return False
-    import llvmlite.binding as ll
-
-    return bool(ll.get_host_cpu_features().get("avx2", False))
-
-
-HAS_AVX2 = _has_avx2()
 
 
 @numba.njit(**JIT)
@@ -177,105 +160,6 @@ def _l2_table_ranges(term, lst, ipt, table, rowmin):
     return bias, span
 
 
-@numba.njit(**JIT)
-def quantize_rows(table, qtable, rowmin, span):
-    r"""uint8 table with one shared step and a per-row bias: :math:`F_{m,j} \approx b_m + \Delta u_{m,j}`.
-
-    ``qtable`` is (M, 32): each 16-entry row twice, once per 128-bit half of a shuffle register.
-    Returns Delta; an accumulated sum of M entries is off by at most M * Delta / 2.
-    """
-    M, ksub = table.shape
-    delta = span / np.float32(255.0) if span > 0 else np.float32(1.0)
-    inv = np.float32(1.0) / delta
-    for m in range(M):
-        lo = rowmin[m]
-        for j in range(ksub):
-            qtable[m, j] = np.uint8(np.int32((table[m, j] - lo) * inv + np.float32(0.5)))
-        for j in range(ksub):
-            qtable[m, j + ksub] = qtable[m, j]
-    return delta
-
-
-#: byte columns (sub-quantizer pairs) whose sums of two uint8 entries fit a uint16 lane
-PAIRS_IN_16_BITS = 65535 // 510
-
-
-def _shuffle_accumulator(lane_bits: int):
-    """An intrinsic adding block b's table lookups to acc (32 int32): per byte column two AVX2
-    vpshufb (low / high nibble) into ``lane_bits``-bit lanes kept in registers for the whole block."""
-
-    @intrinsic
-    def accumulate(typingctx, qtable, packed, b, acc):
-        sig = types.void(qtable, packed, b, acc)
-
-        def codegen(context, builder, signature, args):
-            bytes32 = ir.VectorType(ir.IntType(8), BLOCK)
-            lanes = ir.VectorType(ir.IntType(lane_bits), BLOCK)
-            ints32 = ir.VectorType(ir.IntType(32), BLOCK)
-            i64 = ir.IntType(64)
-            width = ir.Constant(i64, BLOCK)
-            tables = context.make_array(signature.args[0])(context, builder, args[0])
-            codes = context.make_array(signature.args[1])(context, builder, args[1])
-            out = builder.bitcast(context.make_array(signature.args[3])(context, builder, args[3]).data,
-                                  ints32.as_pointer())
-            block = args[2] if args[2].type == i64 else builder.sext(args[2], i64)
-            half = builder.extract_value(codes.shape, 1)
-            first = builder.mul(builder.mul(block, half), width)
-            shuffle = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(bytes32, [bytes32, bytes32]), "llvm.x86.avx2.pshuf.b")
-            total = cgutils.alloca_once(builder, lanes)  # promoted to registers by LLVM
-            builder.store(ir.Constant(lanes, [0] * BLOCK), total)
-
-            def load(base, offset):
-                return builder.load(builder.bitcast(builder.gep(base, [offset]), bytes32.as_pointer()), align=1)
-
-            with cgutils.for_range(builder, half) as loop:
-                j = loop.index
-                c = load(codes.data, builder.add(first, builder.mul(j, width)))
-                lut = builder.mul(builder.mul(j, ir.Constant(i64, 2)), width)
-                lo = builder.call(shuffle, [load(tables.data, lut),
-                                            builder.and_(c, ir.Constant(bytes32, [15] * BLOCK))])
-                hi = builder.call(shuffle, [load(tables.data, builder.add(lut, width)),
-                                            builder.lshr(c, ir.Constant(bytes32, [4] * BLOCK))])
-                step = builder.add(builder.zext(lo, lanes), builder.zext(hi, lanes))
-                builder.store(builder.add(builder.load(total), step), total)
-            result = builder.load(total)
-            if lane_bits < 32:
-                result = builder.zext(result, ints32)
-            builder.store(builder.add(builder.load(out, align=4), result), out, align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return accumulate
-
-
-_shuffle16 = _shuffle_accumulator(16)
-_shuffle32 = _shuffle_accumulator(32)
-
-
-@numba.njit(**JIT)
-def _accumulate_shuffle(qtable, packed, b, acc):
-    """Integer sums of block b's 32 vectors by register shuffles (AVX2); 16-bit lanes when the
-    sums cannot overflow them (M <= 256), as faiss's FastScan."""
-    if packed.shape[1] <= PAIRS_IN_16_BITS:
-        _shuffle16(qtable, packed, b, acc)
-    else:
-        _shuffle32(qtable, packed, b, acc)
-
-
-@numba.njit(**JIT)
-def _accumulate_lookup(qtable, packed, b, acc):
-    """Integer sums of block b's 32 vectors by scalar table lookups (hosts without AVX2)."""
-    for j in range(packed.shape[1]):
-        for v in range(BLOCK):
-            c = packed[b, j, v]
-            acc[v] += np.int32(qtable[2 * j, c & 15]) + np.int32(qtable[2 * j + 1, c >> 4])
-
-
-_accumulate_block = _accumulate_shuffle if HAS_AVX2 else _accumulate_lookup
-
-
 @numba.njit(**PARALLEL_JIT)
 def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, books_t, term, is_l2, k):
     """Top-k row positions per query over 4-bit codes packed in blocks of 32 vectors.
@@ -293,7 +177,7 @@ def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, books_t, 
         q = Q[qi]
         ipt = np.empty((M, ksub), dtype=np.float32)
         table = np.empty((M, ksub), dtype=np.float32)
-        qtable = np.empty((M, 2 * ksub), dtype=np.uint8)
+        qtable = np.empty((M, ksub), dtype=np.uint8)
         rowmin = np.empty(M, dtype=np.float32)
         acc = np.empty(BLOCK, dtype=np.int32)
         _query_tables(q, books_t, ipt)
@@ -317,21 +201,9 @@ def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, books_t, 
             first = offsets[lst]
             for b in range(block_offsets[lst], block_offsets[lst + 1]):
                 acc[:] = 0
-                _accumulate_block(qtable, packed, b, acc)
+                accumulate_block(qtable, packed, b, 0, packed.shape[1], acc)
                 start = first + (b - block_offsets[lst]) * BLOCK
                 for v in range(min(BLOCK, offsets[lst + 1] - start)):
                     heap_push(out_s[qi], out_l[qi], base + delta * np.float32(acc[v]), start + v)
         heap_sort(out_s[qi], out_l[qi])
     return out_s, out_l
-
-
-@numba.njit(**JIT)
-def pack_blocks(offsets, codes, block_offsets, packed):
-    """Scatter (n, M/2) nibble-pair rows into 32-lane blocks, list by list (padding lanes stay 0)."""
-    for lst in range(offsets.shape[0] - 1):
-        first = offsets[lst]
-        for row in range(first, offsets[lst + 1]):
-            b = block_offsets[lst] + (row - first) // BLOCK
-            v = (row - first) % BLOCK
-            for j in range(codes.shape[1]):
-                packed[b, j, v] = codes[row, j]

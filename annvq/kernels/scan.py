@@ -5,134 +5,197 @@ segment; it is dropped as soon as it exceeds the current k-th best (tau):
 
 * stage 0: the variance bound ``max(0, ||o_s||^2 + ||q_s||^2 - 2 m sigma_s(q))`` per segment,
   from the stored norm alone (Chebyshev, eq. 20-21);
-* stage 1: the 1-bit estimate from the segment's most significant plane, by popcount against the
-  query quantized to ``QUERY_BITS`` planes, assuming <g, o> = 0.8 and adding RaBitQ's margin;
+* stage 1: the 1-bit estimate from the segment's most significant plane, assuming <g, o> = 0.8
+  and adding RaBitQ's margin. The planes are repacked in blocks of 32 vectors and summed by
+  FastScan against uint8 tables of the query's 4-dim subset sums, as the official searcher does;
 * stage 2: the accurate CAQ estimate, float query against all planes of the code.
 
-Scores are smaller-is-better: the estimated squared L2 distance, or minus the estimated inner
-product. For inner product the query is not centred and the exact <q, c> is added (§0).
+Lists are walked block by block as the official ``searchCluster``: a block is skipped once no
+lane can still beat tau. Scores are smaller-is-better: the estimated squared L2 distance, or minus
+the estimated inner product. For inner product the query is not centred and the exact <q, c> is
+added (§0).
 """
 
 import numba
 import numpy as np
 
-from .bits import code_dot, plane_dot, quantize_query
-from .config import PARALLEL_JIT
+from .bits import code_dot
+from .config import PARALLEL_JIT, JIT
+from .fastscan import BLOCK, accumulate_block, subset_sum_tables
 from .flat import dot
 from .topk import heap_push, heap_sort
 
-#: Bits of the quantized query in stage 1, as original RaBitQ (B_q = 4): the 1-bit estimate is a
-#: margin-padded bound, and 8 bits measured no recall gain on fashion-mnist at 30% more scan time.
-QUERY_BITS = 4
 #: Stage 1 assumes <g, o> = 0.8 for a 1-bit code and adds 2 * 0.58 / 0.8 = 1.45 ||o|| ||q|| / sqrt(L)
 #: (RaBitQ's bound with epsilon_0 ~ 1.9), as the official Lut::compFastIP does.
 FAST_COS = np.float32(0.8)
 FAST_MARGIN = np.float32(1.45)
 #: The worst score, used for empty heap slots (finite, since kernels compile with fastmath).
 WORST = np.float32(np.finfo(np.float32).max)
+#: Stands for "no bound" in the stage-0 term m * sigma (kernels compile with fastmath: no inf).
+NO_BOUND = np.float32(1e30)
+
+
+#: queries per pass over the sigma maps: each map row is read from memory once for all of them
+SIGMA_QUERIES = 8
 
 
 @numba.njit(**PARALLEL_JIT)
-def saq_scan(QW, CW, msig, probes, offsets, codes, factors, seg_dim, seg_len, seg_bits, seg_word,
-             tail_dim, l2, prune, k):
+def segment_sigmas(QW, seg_dim, seg_len, maps, map_offsets, means, m):
+    """min(m * sigma_s(q), NO_BOUND) (nq, S) with sigma_s(q)^2 = ||QW_s M_s - m_s||^2, the M_s
+    row-major in ``maps`` from ``map_offsets[s]`` and the m_s in ``means`` from ``seg_dim[s]``."""
+    nq = QW.shape[0]
+    S = seg_dim.shape[0]
+    out = np.empty((nq, S), np.float32)
+    for blk in numba.prange((nq + SIGMA_QUERIES - 1) // SIGMA_QUERIES):
+        q0 = blk * SIGMA_QUERIES
+        nb = min(SIGMA_QUERIES, nq - q0)
+        y = np.empty((SIGMA_QUERIES, max(seg_len.max(), 1)), np.float32)
+        for s in range(S):
+            a, L = seg_dim[s], seg_len[s]
+            for r in range(nb):
+                for j in range(L):
+                    y[r, j] = -means[a + j]
+            for i in range(L):
+                row = maps[map_offsets[s] + i * L:map_offsets[s] + (i + 1) * L]
+                for r in range(nb):
+                    x = QW[q0 + r, a + i]
+                    yr = y[r]
+                    for j in range(L):
+                        yr[j] += x * row[j]
+            for r in range(nb):
+                sq = np.float32(0.0)
+                for j in range(L):
+                    sq += y[r, j] * y[r, j]
+                out[q0 + r, s] = min(m * np.sqrt(sq), NO_BOUND)
+    return out
+
+
+@numba.njit(**JIT)
+def _accurate(d, row, f, fast, v, qt, qq, qsum, seg_dim, seg_len, seg_bits, seg_byte, l2, scores, prune):
+    """Stage 2: swap each segment's cheaper term ``fast[s, v]`` for its CAQ estimate; WORST once
+    the running distance passes the k-th best (with ``prune``)."""
+    for s in range(seg_dim.shape[0]):
+        # <g, q> = Delta <c, q> + (Delta / 2 - 1) sum(q), Delta = 2^(1-B)  (eq. 13, v = 1)
+        delta = np.float32(2.0 ** (1 - seg_bits[s]))
+        cq = code_dot(row, seg_byte[s], seg_len[s] // 8, seg_bits[s], qt, seg_dim[s])
+        est = f[2 * s + 1] * (delta * cq + (delta / 2 - 1) * qsum[s])
+        d += (f[2 * s] * f[2 * s] + qq[s] - 2 * est if l2 else -est) - fast[s, v]
+        if prune and d > scores[0]:
+            return WORST
+    return d
+
+
+@numba.njit(**PARALLEL_JIT)
+def saq_scan(QW, CW, msig, probes, offsets, block_offsets, packed, lane_norms, codes, factors, seg_dim,
+             seg_len, seg_bits, seg_byte, tail_dim, l2, prune, k):
     """Top-k (scores, positions) of every query over its probed lists: one call per batch.
 
     QW (nq, D) and CW (nlist, D) are queries and centroids in the codec's rotated space;
-    msig (nq, S) holds m * sigma_s(q) per non-zero segment; codes (n, words) uint64 bit planes;
-    factors (n, 2S [+1]) = (||o_s||, rescale_s)..., then the 0-bit tail's norm when tail_dim < D.
-    ``prune`` False scores every candidate exactly (stage 2 only).
+    msig (nq, S) holds m * sigma_s(q) per non-zero segment; codes (n, bytes) uint8 rows of bit
+    planes, segment s from byte seg_byte[s]; factors (n, 2S [+1]) = (||o_s||, rescale_s)..., then
+    the 0-bit tail's norm when tail_dim < D. Per FastScan block: packed (blocks, tail_dim/8, 32)
+    holds the most significant planes (byte column c covers dimensions 8c..8c+7) and lane_norms
+    (blocks, S + 1, 32) the ||o_s|| and tail norm lane by lane. ``prune`` False scores every
+    candidate exactly (stage 2 only).
     """
     nq, D = QW.shape
     S = seg_dim.shape[0]
-    max_words = 1
-    for s in range(S):
-        max_words = max(max_words, seg_len[s] // 64)
+    has_tail = l2 and tail_dim < D
+    zero = np.float32(0.0)
     out_s = np.full((nq, k), WORST, dtype=np.float32)
     out_l = np.full((nq, k), -1, dtype=np.int64)
     for qi in numba.prange(nq):
         scores = out_s[qi]
         labels = out_l[qi]
         qt = np.empty(D, np.float32)
-        qplanes = np.zeros((max(S, 1), QUERY_BITS, max_words), np.uint64)
+        qtable = np.empty((max(tail_dim // 4, 1), 16), np.uint8)
+        sums = np.empty(2, np.float32)
         qq = np.empty(S, np.float32)
         qsum = np.empty(S, np.float32)
-        lo = np.empty(S, np.float32)
+        bias = np.empty(S, np.float32)
         step = np.empty(S, np.float32)
-        margin = np.empty(S, np.float32)
-        vb = np.empty(S, np.float32)
-        vbsuf = np.zeros(S + 1, np.float32)
-        fast = np.zeros(S, np.float32)
-        digits = np.empty(64, np.float32)
-        lanes = np.empty(64, np.float32)
-        rsqrt_len = np.empty(S, np.float32)
-        for s in range(S):
-            rsqrt_len[s] = np.float32(1.0 / np.sqrt(seg_len[s]))
+        scale = np.empty(S, np.float32)
+        offset = np.empty(S, np.float32)
+        vbias = np.empty(S, np.float32)
+        dcur = np.empty(BLOCK, np.float32)
+        alive = np.zeros(BLOCK, np.bool_)
+        vbsuf = np.zeros((S + 1, BLOCK), np.float32)  # row s: sum of the variance bounds of s.. S-1
+        fast = np.zeros((S, BLOCK), np.float32)
+        acc = np.empty(BLOCK, np.int32)
         for p in range(probes.shape[1]):
             lst = probes[qi, p]
             if lst < 0:
                 continue
-            # Per list: the query residual (L2) or the raw query (IP), its norms and planes.
+            # Per list: the query residual (L2) or the raw query (IP), its norms and tables.
             if l2:
                 for i in range(D):
                     qt[i] = QW[qi, i] - CW[lst, i]
-                base = np.float32(0.0)
+                base = zero
                 for i in range(tail_dim, D):
                     base += qt[i] * qt[i]
             else:
                 qt[:] = QW[qi]
                 base = -dot(QW[qi], CW[lst])
-            for s in range(S):
-                a = seg_dim[s]
-                sq = np.float32(0.0)
-                sm = np.float32(0.0)
-                for i in range(a, a + seg_len[s]):
-                    sq += qt[i] * qt[i]
-                    sm += qt[i]
-                qq[s] = sq
-                qsum[s] = sm
-                lo[s], step[s] = quantize_query(qt, a, seg_len[s], QUERY_BITS, qplanes[s])
-                margin[s] = FAST_MARGIN * np.sqrt(sq)
-            for j in range(offsets[lst], offsets[lst + 1]):
-                f = factors[j]
-                row = codes[j]
-                d = base
-                if l2 and tail_dim < D:
-                    d += f[2 * S] * f[2 * S]
-                if prune:
-                    tau = scores[0]
-                    # Stage 0: variance bounds, summed from the last segment backwards.
-                    for s in range(S):
-                        if l2:
-                            vb[s] = max(np.float32(0.0), f[2 * s] * f[2 * s] + qq[s] - 2 * msig[qi, s])
-                        else:
-                            vb[s] = -msig[qi, s]
-                    for s in range(S - 1, -1, -1):
-                        vbsuf[s] = vbsuf[s + 1] + vb[s]
-                    if d + vbsuf[0] > tau:
-                        continue
-                    # Stage 1: segment by segment, swap the variance bound for the 1-bit estimate.
-                    dropped = False
-                    for s in range(S):
-                        nw = seg_len[s] // 64
-                        acc, ones = plane_dot(row, seg_word[s], nw, qplanes[s], QUERY_BITS)
-                        t = step[s] * np.float32(acc) + lo[s] * np.float32(ones)
-                        est = f[2 * s] * rsqrt_len[s] * ((2 * t - qsum[s]) / FAST_COS + margin[s])
-                        fast[s] = max(np.float32(0.0), f[2 * s] * f[2 * s] + qq[s] - 2 * est) if l2 else -est
-                        d += fast[s]
-                        if d + vbsuf[s + 1] > tau:
-                            dropped = True
-                            break
-                    if dropped:
-                        continue
-                # Stage 2: the accurate estimate replaces the 1-bit one, segment by segment.
+            if l2 or p == 0:  # the inner-product query does not depend on the list
                 for s in range(S):
-                    # <g, q> = Delta <c, q> + (Delta / 2 - 1) sum(q), Delta = 2^(1-B)  (eq. 13, v = 1)
-                    delta = np.float32(2.0 ** (1 - seg_bits[s]))
-                    cq = code_dot(row, seg_word[s], seg_len[s] // 64, seg_bits[s], qt, seg_dim[s], digits, lanes)
-                    est = f[2 * s + 1] * (delta * cq + (delta / 2 - 1) * qsum[s])
-                    d += (f[2 * s] * f[2 * s] + qq[s] - 2 * est if l2 else -est) - fast[s]
-                    if prune and d > scores[0]:
+                    bias[s], step[s] = subset_sum_tables(qt, seg_dim[s], seg_len[s], qtable, sums)
+                    sm, sq = sums[0], sums[1]
+                    qsum[s], qq[s] = sm, sq
+                    if prune:
+                        # the 1-bit estimate is ||o|| (scale * acc + offset): <o, q> ~ ||o|| (2t - sum q)
+                        # / (0.8 sqrt(L)) + 1.45 ||o|| ||q|| / sqrt(L) with t = bias + step * acc
+                        r = np.float32(1.0 / np.sqrt(seg_len[s]))
+                        scale[s] = r * 2 * step[s] / FAST_COS
+                        offset[s] = r * ((2 * bias[s] - sm) / FAST_COS + FAST_MARGIN * np.sqrt(sq))
+                        vbias[s] = sq - 2 * msig[qi, s] if l2 else -msig[qi, s]
+            first = offsets[lst]
+            end = offsets[lst + 1]
+            if not prune:
+                for j in range(first, end):
+                    d = base + (factors[j, 2 * S] * factors[j, 2 * S] if has_tail else zero)
+                    d = _accurate(d, codes[j], factors[j], fast, 0, qt, qq, qsum, seg_dim, seg_len, seg_bits,
+                                  seg_byte, l2, scores, False)
+                    heap_push(scores, labels, d, j)
+                continue
+            for b in range(block_offsets[lst], block_offsets[lst + 1]):
+                start = first + (b - block_offsets[lst]) * BLOCK
+                nv = min(BLOCK, end - start)
+                norms = lane_norms[b]
+                tau = scores[0]
+                # Stage 0: variance bounds, summed from the last segment backwards; every loop over
+                # the 32 lanes is branch-free so that it vectorizes.
+                for v in range(BLOCK):
+                    dcur[v] = base + (norms[S, v] * norms[S, v] if has_tail else zero)
+                for s in range(S - 1, -1, -1):
+                    for v in range(BLOCK):
+                        vb = max(zero, norms[s, v] * norms[s, v] + vbias[s]) if l2 else vbias[s]
+                        vbsuf[s, v] = vbsuf[s + 1, v] + vb
+                live = 0
+                for v in range(BLOCK):
+                    alive[v] = (v < nv) & (dcur[v] + vbsuf[0, v] <= tau)
+                    live += alive[v]
+                # Stage 1: segment by segment, swap the variance bound for the 1-bit estimate.
+                for s in range(S):
+                    if live == 0:
                         break
-                heap_push(scores, labels, d, j)
+                    acc[:] = 0
+                    accumulate_block(qtable, packed, b, seg_dim[s] // 8, (seg_dim[s] + seg_len[s]) // 8, acc)
+                    for v in range(BLOCK):
+                        est = norms[s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
+                        fs = max(zero, norms[s, v] * norms[s, v] + qq[s] - 2 * est) if l2 else -est
+                        fast[s, v] = fs
+                        dcur[v] += fs
+                    live = 0
+                    for v in range(BLOCK):
+                        alive[v] = alive[v] & (dcur[v] + vbsuf[s + 1, v] <= tau)
+                        live += alive[v]
+                # Stage 2: the accurate estimate replaces the 1-bit one, segment by segment.
+                if live:
+                    for v in range(nv):
+                        if alive[v]:
+                            j = start + v
+                            d = _accurate(dcur[v], codes[j], factors[j], fast, v, qt, qq, qsum, seg_dim, seg_len,
+                                          seg_bits, seg_byte, l2, scores, True)
+                            heap_push(scores, labels, d, j)
         heap_sort(scores, labels)
     return out_s, out_l

@@ -9,6 +9,7 @@ inner product for ``ip`` (cosine reaches a codec as ``ip`` on unit vectors).
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +27,7 @@ class Codec:
         self.dim = dim
         self.metric = metric
         self.seed = seed
+        self._cache = {}
 
     # --- construction from a spec string -------------------------------------------------
     @classmethod
@@ -93,6 +95,19 @@ class Codec:
         codes, factors = self.encode(X, centroids, assign)
         lists = InvertedLists.from_rows(1, assign, np.arange(2), codes, factors)
         self.search(X, centroids, lists, np.zeros((2, 1), np.int64), 1, self.check_params({}))
+        self._cache = {}  # drop what was derived from the warm-up's lists
+
+    def _cached(self, key: str, obj, make):
+        """A value derived from `obj` (centroids or lists), kept while obj lives: one entry per
+        object, so segments sharing this codec through ``Index.with_lists`` each keep theirs."""
+        hit = self._cache.get((key, id(obj)))
+        if hit is not None and hit[0]() is obj:
+            return hit[1]
+        self._cache = {k: v for k, v in self._cache.items() if v[0]() is not None}
+        value = make()
+        self._cache[(key, id(obj))] = (weakref.ref(obj), value)
+        return value
+
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults and validate codec-specific search parameters; unknown names raise."""

@@ -8,14 +8,15 @@ orthogonal rotation R applied to residuals and queries; distances are unchanged 
 from __future__ import annotations
 
 import re
-import weakref
 
 import faiss
 import numpy as np
 
 from ..errors import InvalidSpecError, InvalidVectorsError, NotTrainedError
 from ..kernels.config import readonly
-from ..kernels.lut import BLOCK, pack_blocks, pq4_fastscan, pq_adc_scan
+from ..kernels.fastscan import pack_blocks
+from ..kernels.lut import pq4_fastscan, pq_adc_scan
+from ..linalg import matmul
 from .base import Codec
 
 #: k-means sample per sub-quantizer centroid (faiss's max_points_per_centroid)
@@ -36,7 +37,6 @@ class PQCodec(Codec):
         self.M, self.nbits, self.opq = M, nbits, opq
         self.codebooks = None  # (M, 2^nbits, dim / M)
         self.rotation = None  # (dim, dim) applied as x @ rotation.T, or None
-        self._cache = {}
 
     @classmethod
     def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
@@ -92,7 +92,7 @@ class PQCodec(Codec):
     # --- training --------------------------------------------------------------------------
     def _rotate(self, X: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float32)
-        return X if self.rotation is None else np.ascontiguousarray(X @ self.rotation.T)
+        return X if self.rotation is None else np.ascontiguousarray(matmul(X, self.rotation.T))
 
     def fit(self, X, centroids, assign):
         if len(X) < self.ksub:
@@ -166,17 +166,6 @@ class PQCodec(Codec):
         return (R + centroids[assign]).astype(np.float32)
 
     # --- search ----------------------------------------------------------------------------
-    def _cached(self, key: str, obj, make):
-        """A value derived from `obj` (centroids or lists), kept while obj lives: one entry per
-        object, so segments sharing this codec through ``Index.with_lists`` each keep theirs."""
-        hit = self._cache.get((key, id(obj)))
-        if hit is not None and hit[0]() is obj:
-            return hit[1]
-        self._cache = {k: v for k, v in self._cache.items() if v[0]() is not None}
-        value = make()
-        self._cache[(key, id(obj))] = (weakref.ref(obj), value)
-        return value
-
     def _model(self, centroids):
         """(rotated centroids, codebooks as (M, dsub, ksub), per-list l2 table or an empty one),
         cached per centroid array."""
@@ -196,11 +185,7 @@ class PQCodec(Codec):
     def _packed(self, lists):
         """(block offsets, packed blocks) of the lists' codes for the fast scan."""
         def make():
-            blocks = (lists.list_sizes() + BLOCK - 1) // BLOCK
-            block_offsets = np.zeros(len(blocks) + 1, np.int64)
-            np.cumsum(blocks, out=block_offsets[1:])
-            packed = np.zeros((block_offsets[-1], self.M // 2, BLOCK), np.uint8)
-            pack_blocks(readonly(lists.offsets), readonly(lists.codes), block_offsets, packed)
+            block_offsets, packed = pack_blocks(readonly(lists.offsets), readonly(lists.codes))
             return readonly(block_offsets), readonly(packed)
         return self._cached("packed", lists, make)
 
@@ -215,10 +200,6 @@ class PQCodec(Codec):
                                 books_t, term, is_l2, k)
         return pq_adc_scan(Qr, C, probes, readonly(lists.offsets), readonly(lists.codes),
                            books_t, term, is_l2, k)
-
-    def warmup(self):
-        super().warmup()
-        self._cache = {}  # drop the warm-up lists' tables
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):

@@ -21,8 +21,9 @@ import numpy as np
 from ..errors import InvalidParameterError, InvalidSpecError
 from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
-from ..kernels.scan import saq_scan
-from ..linalg import block_diag, fit_pca, padded_dim, random_orthogonal
+from ..kernels.fastscan import pack_blocks
+from ..kernels.scan import NO_BOUND, saq_scan, segment_sigmas
+from ..linalg import block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
 from .allocation import MAX_SEGMENT_BITS, check_bits, plan_segments
 from .base import Codec
@@ -30,8 +31,6 @@ from .caq import ROUNDS, caq_encode, grid_vectors, reconstruct
 
 #: Rows encoded per GEMM + CAQ pass, bounding the memory of the rotated residuals.
 ENCODE_CHUNK = 16384
-#: Stands for "no bound" in the stage-0 term m * sigma (kernels compile with fastmath: no inf).
-NO_BOUND = np.float32(1e30)
 
 
 class SAQCodec(Codec):
@@ -47,7 +46,6 @@ class SAQCodec(Codec):
         self.plan_: list[tuple[int, int]] | None = None
         self.modelled_error_ = None
         self.transform_ = self.mean_ = self.components_ = self.variance_ = None
-        self._centroid_cache = (None, None)
         self._sigma_cache = None
 
     @classmethod
@@ -111,17 +109,20 @@ class SAQCodec(Codec):
     def _set_model(self, plan, transform):
         self.plan_ = [(int(length), int(bits)) for length, bits in plan]
         self.transform_ = np.ascontiguousarray(transform, dtype=np.float32)
-        self._centroid_cache = (None, None)
+        self._cache = {}
         self._sigma_cache = None
         segs = self.segments
         self._seg_arrays = tuple(np.array([s[i] for s in segs], np.int64) for i in range(3))
         words = np.array([length * bits // 64 for _, length, bits in segs], np.int64)
         self._seg_word = np.concatenate([[0], np.cumsum(words)[:-1]]).astype(np.int64)
+        # the bytes of every segment's most significant plane: stage 1's FastScan columns
+        self._msb_bytes = np.concatenate([np.arange(8 * w, 8 * w + length // 8)
+                                          for (_, length, _), w in zip(segs, self._seg_word)] or [[]]).astype(np.int64)
 
     # --- encoding --------------------------------------------------------------------------
     def rotate(self, X: np.ndarray) -> np.ndarray:
         """Rows in the codec's space: PCA, padding and per-segment rotations in one GEMM."""
-        return np.asarray(X, np.float32) @ self.transform_
+        return matmul(X, self.transform_)
 
     def encode(self, X, centroids, assign):
         n = len(X)
@@ -180,14 +181,24 @@ class SAQCodec(Codec):
 
     # --- search ----------------------------------------------------------------------------
     def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
-        cached, rotated = self._centroid_cache
-        if cached is not centroids:
-            rotated = np.ascontiguousarray(self.rotate(centroids))
-            self._centroid_cache = (centroids, rotated)
-        return rotated
+        return self._cached("centroids", centroids, lambda: readonly(np.ascontiguousarray(self.rotate(centroids))))
 
-    def _sigma_maps(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per non-zero segment (M_s, m_s) with sigma_s(q)^2 = ||(qW)_s M_s - m_s||^2 (eq. 20).
+    def _packed(self, lists):
+        """(block offsets, most significant planes, norms) of the lists in FastScan blocks: what
+        stages 0 and 1 read, lane by lane."""
+        def make():
+            offsets = readonly(lists.offsets)
+            block_offsets, planes = pack_blocks(offsets, np.asarray(lists.codes)[:, self._msb_bytes])
+            norms = np.zeros((lists.ntotal, len(self.segments) + 1), np.float32)
+            norms[:, :-1] = lists.factors[:, 0:2 * len(self.segments):2]
+            if self.tail_dim < self.padded_dim:
+                norms[:, -1] = lists.factors[:, -1]
+            return readonly(block_offsets), readonly(planes), readonly(pack_blocks(offsets, norms)[1])
+        return self._cached("packed", lists, make)
+
+    def _sigma_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(M_s row-major one after another, their offsets, m_s one after another) with
+        sigma_s(q)^2 = ||(qW)_s M_s - m_s||^2 for every non-zero segment s (eq. 20).
 
         (qW)_s = q P_s R_s for the segment's PCA columns P_s and rotation R_s, so
         M_s = (P_s^T W_s)^T diag(sqrt(var_s)) undoes R_s from the already rotated query: sum L_s^2
@@ -196,13 +207,15 @@ class SAQCodec(Codec):
         if self._sigma_cache is None:
             pca = np.zeros((self.dim, self.padded_dim), np.float32)
             pca[:, :self.dim] = self.components_
-            maps = []
+            maps, means = [], []
             for start, length, _ in self.segments:
                 cols = slice(start, start + length)
                 scale = np.sqrt(self.variance_[cols])
-                maps.append((np.ascontiguousarray((pca[:, cols].T @ self.transform_[:, cols]).T * scale),
-                             (self.mean_ @ pca[:, cols]) * scale))
-            self._sigma_cache = maps
+                maps.append(((pca[:, cols].T @ self.transform_[:, cols]).T * scale).ravel())
+                means.append((self.mean_ @ pca[:, cols]) * scale)
+            offsets = np.concatenate([[0], np.cumsum([len(M) for M in maps])]).astype(np.int64)
+            self._sigma_cache = tuple(readonly(a) for a in (np.concatenate(maps).astype(np.float32), offsets,
+                                                             np.concatenate(means).astype(np.float32)))
         return self._sigma_cache
 
     def variance_bounds(self, QW: np.ndarray, m: float) -> np.ndarray:
@@ -212,20 +225,16 @@ class SAQCodec(Codec):
         S = len(self.segments)
         if S <= 1 or not math.isfinite(m):
             return np.full((len(QW), S), NO_BOUND, np.float32)
-        sigma = np.empty((len(QW), S), np.float32)
-        for s, ((start, length, _), (M, offset)) in enumerate(zip(self.segments, self._sigma_maps())):
-            y = QW[:, start:start + length] @ M
-            y -= offset
-            sigma[:, s] = np.einsum("ij,ij->i", y, y)
-        return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
+        seg_dim, seg_len, _ = self._seg_arrays
+        return segment_sigmas(QW, seg_dim, seg_len, *self._sigma_maps(), np.float32(m))
 
     def search(self, Q, centroids, lists, probes, k, params):
         seg_dim, seg_len, seg_bits = self._seg_arrays
-        codes = readonly(np.ascontiguousarray(lists.codes).view(np.uint64))
         QW = np.ascontiguousarray(self.rotate(Q))
         return saq_scan(QW, self._rotated_centroids(centroids), self.variance_bounds(QW, float(params["m"])),
-                        probes, readonly(lists.offsets), codes, readonly(lists.factors), seg_dim, seg_len, seg_bits, self._seg_word,
-                        self.tail_dim, self.metric == "l2", bool(params["prune"]), k)
+                        probes, readonly(lists.offsets), *self._packed(lists), readonly(lists.codes),
+                        readonly(lists.factors), seg_dim, seg_len, seg_bits, 8 * self._seg_word, self.tail_dim,
+                        self.metric == "l2", bool(params["prune"]), k)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):

@@ -22,15 +22,15 @@ _CENTROID_CACHE: dict[tuple, np.ndarray] = {}
 
 
 def set_threads(n: int) -> None:
-    """Search and build threads for every library in this process (faiss/OpenMP, numba, and the
+    """Search and build threads for every library in this process (numba, OpenMP, BLAS, and the
     ``num_threads`` argument the other wrappers pass)."""
-    import faiss
     import numba
+
+    from annvq.threads import set_threads as cap
 
     n = max(1, int(n))
     _THREADS[0] = n
-    faiss.omp_set_num_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    cap(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 def threads() -> int:

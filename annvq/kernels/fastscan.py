@@ -1,0 +1,193 @@
+"""FastScan: 4-bit codes of 32 vectors summed through 16-entry uint8 tables held in registers.
+
+faiss's FastScan (quantizers.md §4.1), used by PQ ``x4fs`` and by SAQ's stage 1. Codes are
+repacked per list in blocks of ``BLOCK`` vectors: ``packed[b, j, v]`` is byte column j of lane v
+of block b, its low nibble indexing table row 2j and its high nibble row 2j+1 of a (rows, 16)
+uint8 ``qtable``. Each row is broadcast to both 128-bit halves of a register, and one AVX2
+``vpshufb`` then looks up a nibble for all 32 vectors at once.
+"""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .config import JIT
+
+#: vectors per block (faiss's bbs): one 32-byte register of codes per byte column
+BLOCK = 32
+#: byte columns whose sums of two uint8 entries fit a uint16 lane
+PAIRS_IN_16_BITS = 65535 // 510
+
+
+def _has_avx2() -> bool:
+    """True when numba compiles for this host and the host has AVX2 (vpshufb on 32 bytes)."""
+    if numba.config.CPU_NAME:  # a forced target (e.g. "generic" for portable caches)
+        return False
+    import llvmlite.binding as ll
+
+    return bool(ll.get_host_cpu_features().get("avx2", False))
+
+
+HAS_AVX2 = _has_avx2()
+
+
+def _shuffle_accumulator(lane_bits: int):
+    """An intrinsic adding the table lookups of block b's byte columns [j0, j1) to acc (32 int32):
+    per column two vpshufb (low / high nibble) into ``lane_bits``-bit lanes kept in registers."""
+
+    @intrinsic
+    def accumulate(typingctx, qtable, packed, b, j0, j1, acc):
+        sig = types.void(qtable, packed, b, j0, j1, acc)
+
+        def codegen(context, builder, signature, args):
+            bytes32 = ir.VectorType(ir.IntType(8), BLOCK)
+            bytes16 = ir.VectorType(ir.IntType(8), 16)
+            lanes = ir.VectorType(ir.IntType(lane_bits), BLOCK)
+            ints32 = ir.VectorType(ir.IntType(32), BLOCK)
+            i64 = ir.IntType(64)
+            width = ir.Constant(i64, BLOCK)
+            tables = context.make_array(signature.args[0])(context, builder, args[0])
+            codes = context.make_array(signature.args[1])(context, builder, args[1])
+            out = builder.bitcast(context.make_array(signature.args[5])(context, builder, args[5]).data,
+                                  ints32.as_pointer())
+
+            def as_i64(value):
+                return value if value.type == i64 else builder.sext(value, i64)
+
+            block, start, stop = (as_i64(a) for a in args[2:5])
+            columns = builder.extract_value(codes.shape, 1)
+            first = builder.mul(builder.add(builder.mul(block, columns), start), width)
+            shuffle = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(bytes32, [bytes32, bytes32]), "llvm.x86.avx2.pshuf.b")
+            total = cgutils.alloca_once(builder, lanes)  # promoted to registers by LLVM
+            builder.store(ir.Constant(lanes, [0] * BLOCK), total)
+
+            def load(base, offset):
+                return builder.load(builder.bitcast(builder.gep(base, [offset]), bytes32.as_pointer()), align=1)
+
+            def table(offset):  # a 16-byte row in both halves (vbroadcasti128)
+                row = builder.load(builder.bitcast(builder.gep(tables.data, [offset]), bytes16.as_pointer()), align=1)
+                return builder.shuffle_vector(row, row, ir.Constant(ir.VectorType(ir.IntType(32), BLOCK),
+                                                                    list(range(16)) * 2))
+
+            with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
+                j = loop.index
+                c = load(codes.data, builder.add(first, builder.mul(j, width)))
+                lut = builder.mul(builder.add(start, j), ir.Constant(i64, 32))
+                lo = builder.call(shuffle, [table(lut), builder.and_(c, ir.Constant(bytes32, [15] * BLOCK))])
+                hi = builder.call(shuffle, [table(builder.add(lut, ir.Constant(i64, 16))),
+                                            builder.lshr(c, ir.Constant(bytes32, [4] * BLOCK))])
+                step = builder.add(builder.zext(lo, lanes), builder.zext(hi, lanes))
+                builder.store(builder.add(builder.load(total), step), total)
+            result = builder.load(total)
+            if lane_bits < 32:
+                result = builder.zext(result, ints32)
+            builder.store(builder.add(builder.load(out, align=4), result), out, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return accumulate
+
+
+_shuffle16 = _shuffle_accumulator(16)
+_shuffle32 = _shuffle_accumulator(32)
+
+
+@numba.njit(**JIT)
+def _accumulate_shuffle(qtable, packed, b, j0, j1, acc):
+    """Integer sums of block b's 32 vectors over columns [j0, j1) by register shuffles (AVX2);
+    16-bit lanes when the sums cannot overflow them (at most 128 columns), as faiss's FastScan."""
+    if j1 - j0 <= PAIRS_IN_16_BITS:
+        _shuffle16(qtable, packed, b, j0, j1, acc)
+    else:
+        _shuffle32(qtable, packed, b, j0, j1, acc)
+
+
+@numba.njit(**JIT)
+def _accumulate_lookup(qtable, packed, b, j0, j1, acc):
+    """Integer sums of block b's 32 vectors by scalar table lookups (hosts without AVX2)."""
+    for j in range(j0, j1):
+        for v in range(BLOCK):
+            c = packed[b, j, v]
+            acc[v] += np.int32(qtable[2 * j, c & 15]) + np.int32(qtable[2 * j + 1, c >> 4])
+
+
+accumulate_block = _accumulate_shuffle if HAS_AVX2 else _accumulate_lookup
+
+
+@numba.njit(**JIT)
+def _pack(offsets, columns, block_offsets, packed):
+    """Scatter (n, ncols) rows into 32-lane blocks, list by list (padding lanes stay 0)."""
+    for lst in range(offsets.shape[0] - 1):
+        first = offsets[lst]
+        for row in range(first, offsets[lst + 1]):
+            b = block_offsets[lst] + (row - first) // BLOCK
+            v = (row - first) % BLOCK
+            for j in range(columns.shape[1]):
+                packed[b, j, v] = columns[row, j]
+
+
+def pack_blocks(offsets: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(block offsets per list, packed (blocks, ncols, BLOCK)) of CSR rows of columns (bytes for
+    the shuffles, or per-vector factors laid out lane by lane); list l owns blocks
+    block_offsets[l]:block_offsets[l+1]."""
+    blocks = (np.diff(offsets) + BLOCK - 1) // BLOCK
+    block_offsets = np.zeros(len(blocks) + 1, np.int64)
+    np.cumsum(blocks, out=block_offsets[1:])
+    packed = np.zeros((block_offsets[-1], columns.shape[1], BLOCK), columns.dtype)
+    _pack(offsets, np.ascontiguousarray(columns), block_offsets, packed)
+    return block_offsets, packed
+
+
+@numba.njit(**JIT)
+def quantize_rows(table, qtable, rowmin, span):
+    r"""uint8 (M, 16) table with one shared step and a per-row bias: :math:`F_{m,j} \approx b_m + \Delta u_{m,j}`.
+
+    Returns Delta; an accumulated sum of M entries is off by at most M * Delta / 2.
+    """
+    M, ksub = table.shape
+    delta = span / np.float32(255.0) if span > 0 else np.float32(1.0)
+    inv = np.float32(1.0) / delta
+    for m in range(M):
+        lo = rowmin[m]
+        for j in range(ksub):
+            qtable[m, j] = np.uint8(np.int32((table[m, j] - lo) * inv + np.float32(0.5)))
+    return delta
+
+
+@numba.njit(**JIT)
+def subset_sum_tables(q, start, length, qtable, sums):
+    r"""uint8 tables of a binary code's dot product with ``q[start:start + length]``.
+
+    Row r = start/4 + g of ``qtable`` (rows, 16) gets the sums :math:`T_g[e] = \sum_t e_t q_{4g+t}`
+    over the 16 subsets e of the 4 dimensions of group g (a nibble of a bit plane indexes them),
+    quantized as :math:`T_g[e] \approx lo_g + \Delta u` with :math:`lo_g = \sum_t \min(q_{4g+t}, 0)`
+    and :math:`\Delta = \max_g \sum_t |q_{4g+t}| / 255`. The dot product of a code is then
+    :math:`\sum_g lo_g + \Delta \cdot acc`, each group off by at most Delta / 2.
+
+    Returns (sum_g lo_g, Delta) and writes sum(q) and ||q||^2 over the range to ``sums``.
+    """
+    zero = np.float32(0.0)
+    span = total = squares = zero
+    for g in range(start, start + length, 4):
+        q0, q1, q2, q3 = q[g], q[g + 1], q[g + 2], q[g + 3]
+        span = max(span, abs(q0) + abs(q1) + abs(q2) + abs(q3))
+        total += (q0 + q1) + (q2 + q3)
+        squares += (q0 * q0 + q1 * q1) + (q2 * q2 + q3 * q3)
+    sums[0], sums[1] = total, squares
+    step = span / np.float32(255.0) if span > 0 else np.float32(1.0)
+    inv = np.float32(1.0) / step
+    bias = zero
+    for g in range(start, start + length, 4):
+        q0, q1, q2, q3 = q[g], q[g + 1], q[g + 2], q[g + 3]
+        lo = min(q0, zero) + min(q1, zero) + min(q2, zero) + min(q3, zero)
+        bias += lo
+        row = qtable[g // 4]
+        for e in range(16):
+            v = (q0 if e & 1 else zero) + (q1 if e & 2 else zero) + (q2 if e & 4 else zero) + (q3 if e & 8 else zero)
+            row[e] = np.uint8(np.int32((v - lo) * inv + np.float32(0.5)))
+    return bias, step
