@@ -741,7 +741,10 @@ class Collection:
         return {"path": dest, "files": out}
 
     def warmup(self) -> None:
-        """Compile (or load from numba's cache) the search kernels now, not in the first query."""
+        """Compile (or load from numba's cache) the search kernels now, and let every segment
+        build its derived search layout (e.g. FastScan blocks), so the first query pays neither."""
         state = self._check_open()
         if state.model is not None:
             state.model.codec.warmup()
+            if state.count:
+                self.search(state.model.centroids_[:1], 1)

@@ -12,7 +12,8 @@ WARMUP_QUERIES = 8
 
 
 class AnnvqIVF(BaseANN):
-    """``annvq.Index(dim, spec, metric)``; query arguments ``nprobe`` and optionally ``rerank``."""
+    """``annvq.Index(dim, spec, metric)``; query arguments ``nprobe``, optionally ``rerank`` and
+    codec knobs as a string (``"m=inf"`` turns SAQ's stage 0 off)."""
 
     name = "annvq"
 
@@ -21,6 +22,7 @@ class AnnvqIVF(BaseANN):
         self.spec = spec
         self.nprobe = 1
         self.rerank = None
+        self.params = None
 
     def _centroids(self, X: np.ndarray) -> np.ndarray | None:
         nlist = annvq.parse_spec(self.spec).nlist
@@ -39,16 +41,19 @@ class AnnvqIVF(BaseANN):
         self.index.search(warm, 10, nprobe=1)
         self.index.search(warm[:1], 10, nprobe=1)
 
-    def set_query_arguments(self, nprobe, rerank=None) -> None:
+    def set_query_arguments(self, nprobe, rerank=None, params=None) -> None:
         self.nprobe = min(int(nprobe), self.index.nlist)
         self.rerank = None if rerank is None else int(rerank)
+        self.params = params
 
     def query(self, q: np.ndarray, n: int) -> np.ndarray:
-        _, ids = self.index.search(as_float32(q)[None], n, nprobe=self.nprobe, rerank=self.rerank)
+        _, ids = self.index.search(as_float32(q)[None], n, nprobe=self.nprobe, rerank=self.rerank,
+                                   params=self.params)
         return ids[0]
 
     def batch_query(self, X: np.ndarray, n: int) -> None:
-        _, self.res = self.index.search(as_float32(X), n, nprobe=self.nprobe, rerank=self.rerank)
+        _, self.res = self.index.search(as_float32(X), n, nprobe=self.nprobe, rerank=self.rerank,
+                                        params=self.params)
 
     def bytes_per_vector(self) -> float:
         kept = self.index.dim * 4 if self.index.keep_vectors else 0
@@ -61,4 +66,5 @@ class AnnvqIVF(BaseANN):
         return self.spec
 
     def query_label(self) -> str:
-        return f"nprobe={self.nprobe}" + ("" if self.rerank is None else f", rerank={self.rerank}")
+        return (f"nprobe={self.nprobe}" + ("" if self.rerank is None else f", rerank={self.rerank}")
+                + ("" if self.params is None else f", {self.params}"))
