@@ -35,38 +35,30 @@ WORST = np.float32(np.finfo(np.float32).max)
 NO_BOUND = np.float32(1e30)
 
 
-#: queries per pass over the sigma maps: each map row is read from memory once for all of them
-SIGMA_QUERIES = 8
-
-
-@numba.njit(**PARALLEL_JIT)
+@numba.njit(**JIT)
 def segment_sigmas(QW, seg_dim, seg_len, maps, map_offsets, means, m):
-    """min(m * sigma_s(q), NO_BOUND) (nq, S) with sigma_s(q)^2 = ||QW_s M_s - m_s||^2, the M_s
-    row-major in ``maps`` from ``map_offsets[s]`` and the m_s in ``means`` from ``seg_dim[s]``."""
+    """min(m * sigma_s(q), NO_BOUND) (nq, S) for a few queries on one thread, with
+    sigma_s(q)^2 = ||QW_s M_s - m_s||^2, the M_s row-major in ``maps`` from ``map_offsets[s]`` and
+    the m_s in ``means`` from ``seg_dim[s]`` (batches go through BLAS instead)."""
     nq = QW.shape[0]
     S = seg_dim.shape[0]
     out = np.empty((nq, S), np.float32)
-    for blk in numba.prange((nq + SIGMA_QUERIES - 1) // SIGMA_QUERIES):
-        q0 = blk * SIGMA_QUERIES
-        nb = min(SIGMA_QUERIES, nq - q0)
-        y = np.empty((SIGMA_QUERIES, max(seg_len.max(), 1)), np.float32)
+    y = np.empty(max(seg_len.max(), 1), np.float32)
+    for qi in range(nq):
         for s in range(S):
             a, L = seg_dim[s], seg_len[s]
-            for r in range(nb):
-                for j in range(L):
-                    y[r, j] = -means[a + j]
+            M = maps[map_offsets[s]:map_offsets[s + 1]]
+            for j in range(L):
+                y[j] = -means[a + j]
             for i in range(L):
-                row = maps[map_offsets[s] + i * L:map_offsets[s] + (i + 1) * L]
-                for r in range(nb):
-                    x = QW[q0 + r, a + i]
-                    yr = y[r]
-                    for j in range(L):
-                        yr[j] += x * row[j]
-            for r in range(nb):
-                sq = np.float32(0.0)
+                x = QW[qi, a + i]
+                row = M[i * L:(i + 1) * L]
                 for j in range(L):
-                    sq += y[r, j] * y[r, j]
-                out[q0 + r, s] = min(m * np.sqrt(sq), NO_BOUND)
+                    y[j] += x * row[j]
+            sq = np.float32(0.0)
+            for j in range(L):
+                sq += y[j] * y[j]
+            out[qi, s] = min(m * np.sqrt(sq), NO_BOUND)
     return out
 
 

@@ -23,7 +23,7 @@ from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
 from ..kernels.scan import NO_BOUND, saq_scan, segment_sigmas
-from ..linalg import block_diag, fit_pca, matmul, padded_dim, random_orthogonal
+from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
 from .allocation import MAX_SEGMENT_BITS, check_bits, plan_segments
 from .base import Codec
@@ -197,8 +197,8 @@ class SAQCodec(Codec):
         return self._cached("packed", lists, make)
 
     def _sigma_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(M_s row-major one after another, their offsets, m_s one after another) with
-        sigma_s(q)^2 = ||(qW)_s M_s - m_s||^2 for every non-zero segment s (eq. 20).
+        """(every M_s row-major one after another, their offsets, every m_s one after another) with
+        sigma_s(q)^2 = ||(qW)_s M_s - m_s||^2 for each non-zero segment s (eq. 20).
 
         (qW)_s = q P_s R_s for the segment's PCA columns P_s and rotation R_s, so
         M_s = (P_s^T W_s)^T diag(sqrt(var_s)) undoes R_s from the already rotated query: sum L_s^2
@@ -214,19 +214,27 @@ class SAQCodec(Codec):
                 maps.append(((pca[:, cols].T @ self.transform_[:, cols]).T * scale).ravel())
                 means.append((self.mean_ @ pca[:, cols]) * scale)
             offsets = np.concatenate([[0], np.cumsum([len(M) for M in maps])]).astype(np.int64)
-            self._sigma_cache = tuple(readonly(a) for a in (np.concatenate(maps).astype(np.float32), offsets,
-                                                             np.concatenate(means).astype(np.float32)))
+            self._sigma_cache = tuple(readonly(np.ascontiguousarray(a)) for a in (
+                np.concatenate(maps).astype(np.float32), offsets, np.concatenate(means).astype(np.float32)))
         return self._sigma_cache
 
     def variance_bounds(self, QW: np.ndarray, m: float) -> np.ndarray:
         """m * sigma_s(q) per query and non-zero segment from the rotated queries QW (eq. 20):
         sigma_s^2 = sum q_i^2 var_i over the PCA-projected query, as the official code does. A
-        single segment has no stage 0 (§2.7)."""
+        single segment has no stage 0 (§2.7). A few queries take one numba call, batches BLAS."""
         S = len(self.segments)
         if S <= 1 or not math.isfinite(m):
             return np.full((len(QW), S), NO_BOUND, np.float32)
         seg_dim, seg_len, _ = self._seg_arrays
-        return segment_sigmas(QW, seg_dim, seg_len, *self._sigma_maps(), np.float32(m))
+        maps, offsets, means = self._sigma_maps()
+        if len(QW) <= SMALL_ROWS:
+            return segment_sigmas(QW, seg_dim, seg_len, maps, offsets, means, np.float32(m))
+        sigma = np.empty((len(QW), S), np.float32)
+        for s, (a, length) in enumerate(zip(seg_dim, seg_len)):
+            y = QW[:, a:a + length] @ maps[offsets[s]:offsets[s + 1]].reshape(length, length)
+            y -= means[a:a + length]
+            sigma[:, s] = np.einsum("ij,ij->i", y, y)
+        return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
     def search(self, Q, centroids, lists, probes, k, params):
         seg_dim, seg_len, seg_bits = self._seg_arrays
