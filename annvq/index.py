@@ -172,7 +172,11 @@ class Index:
         return self
 
     def with_lists(self, lists: InvertedLists) -> "Index":
-        """A view of the same trained model over other lists (a collection's segment)."""
+        """A view of the same trained model over other lists (a collection's segment). The coarse
+        index is built here, on the model, so that every view shares it: left to the view, it was
+        rebuilt by every search (0.3 ms, a fifth of a single-vector search at 1024 x 784)."""
+        if self.nlist > 1 and self.centroids_ is not None:
+            self._coarse_for(self.centroids_)
         other = copy.copy(self)
         other.lists = lists
         return other

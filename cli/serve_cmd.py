@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 
 import click
 
 from .main import user_errors
+
+# Thread settings for a server. Requests already run concurrently, one per worker thread; helper
+# threads inside a single-vector search only add wake-ups and spinning that take the cores from
+# the event loop and the other requests.
+# - OpenMP workers (numba's parallel kernels, faiss) spin after each parallel region by default.
+# - OpenBLAS (numpy's matrix products) splits even one query's 784x784 matrix-vector product
+#   over all cores, and its helper threads spin after each.
+# On a busy 2-core machine a single-vector search took 24-36 ms in-process with neither setting,
+# 8-9 ms without the first, 2-6 ms without the second, 1.2-1.9 ms with both (docs/service.md).
+SERVER_THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def use_server_threads() -> None:
+    """Apply `SERVER_THREAD_ENV` where the environment does not say otherwise. The libraries read
+    it once, when they load: call this before anything imports numpy, numba or faiss (cli.main
+    imports commands lazily, so a command body is early enough); later it warns instead."""
+    missing = {k: v for k, v in SERVER_THREAD_ENV.items() if k not in os.environ}
+    loaded = sorted({"numpy", "numba", "faiss"} & sys.modules.keys())
+    if missing and loaded:
+        warnings.warn(f"{', '.join(loaded)} already loaded: the thread settings {missing} come too "
+                      "late to take effect.", stacklevel=2)
+    os.environ.update(missing)
 
 
 @click.command("serve")
@@ -27,8 +51,7 @@ from .main import user_errors
 @click.option("--no-warmup", is_flag=True, help="Skip compiling kernels at start-up.")
 @click.option("--log-level", envvar="ANNVQ_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@user_errors
-def serve(data_dir, host, port, max_request_mb, threads, read_only, api_key, no_warmup, log_level):
+def serve(**options):
     """Serve the collections under DATA_DIR (one sub-directory each) over HTTP.
 
     \b
@@ -42,11 +65,12 @@ def serve(data_dir, host, port, max_request_mb, threads, read_only, api_key, no_
       ANNVQ_API_KEY=secret annvq serve db --host 0.0.0.0 --port 8080
       annvq serve db --read-only --max-request-mb 16 --threads 8
     """
-    # OpenMP workers (numba's parallel kernels, faiss) spin after each parallel region by
-    # default; in a server the next search is rarely right behind, and the spinning threads take
-    # the cores the event loop and the other requests need (16 ms instead of 1 ms per search on
-    # 2 busy cores). Set before the OpenMP runtime loads, i.e. before the first kernel runs.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    use_server_threads()  # before user_errors imports annvq, and with it numpy, numba and faiss
+    _serve(**options)
+
+
+@user_errors
+def _serve(data_dir, host, port, max_request_mb, threads, read_only, api_key, no_warmup, log_level):
     import uvicorn
 
     from service.app import create_app

@@ -12,15 +12,16 @@ import threading
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import annvq
 
 from . import errors
 from .body_limit import BodyLimitMiddleware
+from .deps import require_api_key
 from .metrics import Metrics, MetricsMiddleware
 from .registry import Registry
-from .routes import api_router
+from .routes import include_api
 from .routes.health import guarded, router as health_router
 from .settings import DEFAULT_MAX_REQUEST_BYTES, Settings
 
@@ -73,7 +74,10 @@ def create_app(data_dir: str | os.PathLike, *, api_key: str | None = None, read_
     # the last middleware added runs first: metrics also time and count the 413s
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    # without a key there is nothing to check: FastAPI would still resolve the guard (and its
+    # settings and header dependencies) on every request
+    guard = [Depends(require_api_key)] if settings.api_key is not None else []
+    include_api(app, guard)  # first: routes are matched in order, and queries are the hot path
     app.include_router(health_router)
-    app.include_router(guarded)
-    app.include_router(api_router)
+    app.include_router(guarded, dependencies=guard)
     return app

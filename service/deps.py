@@ -1,8 +1,10 @@
 """Typed dependencies, so a handler's signature reads like its spec: `CollectionDep` resolves the
 ``{name}`` path parameter to an open collection (404 once, here), `require_api_key` and
-`require_writable` are guards attached with ``dependencies=[...]``. All are ``async`` because
-none blocks: a sync dependency would cost a threadpool hop per request. The exception is
-`JsonBody`, which exists to move work off the event loop."""
+`require_writable` are guards attached with ``dependencies=[...]``, `RawBody` is the request body
+as bytes for `parse_body`. All are ``async`` because none blocks: a sync dependency would cost a
+threadpool hop per request. Each dependency also costs FastAPI tens of microseconds per request
+to resolve, so the hot query route uses few.
+"""
 
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CollectionName = Annotated[str, Path(description="Collection name: 1-64 of [A-Za-z0-9_-].")]
 
 
-async def get_collection(name: CollectionName, registry: RegistryDep) -> Collection:
-    return registry.get(name)
+async def get_collection(name: CollectionName, request: Request) -> Collection:
+    return request.app.state.registry.get(name)
 
 
 CollectionDep = Annotated[Collection, Depends(get_collection)]
@@ -53,9 +55,8 @@ CollectionDep = Annotated[Collection, Depends(get_collection)]
 async def require_api_key(settings: SettingsDep,
                           header: Annotated[str | None, Security(_api_key_header)] = None,
                           bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None):
-    """401 unless the request carries the configured key (`api-key` header or Bearer token)."""
-    if settings.api_key is None:
-        return
+    """401 unless the request carries the configured key (`api-key` header or Bearer token).
+    `create_app` attaches it only when a key is configured."""
     given = header if header is not None else (bearer.credentials if bearer else None)
     # compare_digest: the time taken does not depend on where the first wrong byte is.
     if given is None or not hmac.compare_digest(given.encode(), settings.api_key.encode()):
@@ -80,24 +81,24 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-def JsonBody(model: type[Model]):
-    """``Annotated[model, JsonBody(model)]``: the request body validated as `model` by pydantic's
-    own JSON parser in a worker thread. FastAPI parses bodies on the event loop, where a
-    multi-megabyte upsert would stall every other request (/healthz included) for its parse;
-    this is also several times faster than ``json.loads`` plus validation. Errors keep FastAPI's
-    shape (loc starts with "body"). Pair with ``openapi_extra=body_schema(model)``."""
+RawBody = Annotated[bytes, Depends(_raw_body)]
 
-    def parse(raw: Annotated[bytes, Depends(_raw_body)]) -> Model:
-        try:
-            return model.model_validate_json(raw)
-        except ValidationError as exc:
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
-    return Depends(parse)
+def parse_body(model: type[Model], raw: bytes) -> Model:
+    """`raw` validated as `model` by pydantic's own JSON parser; errors keep FastAPI's shape (loc
+    starts with "body"). Handlers take `RawBody` and call this themselves, so the parse runs in
+    the handler's worker thread: FastAPI parses a model-typed body on the event loop (a
+    multi-megabyte upsert would stall every other request, /healthz included, for its parse)
+    with ``json.loads`` plus validation, several times slower than this; a sync dependency would
+    cost a threadpool hop of its own. Pair with ``openapi_extra=body_schema(model)``."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
 def body_schema(model: type[BaseModel]) -> dict:
-    """The OpenAPI request body for a route that reads `model` through `JsonBody`."""
+    """The OpenAPI request body for a route that reads `model` through `parse_body`."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schema.pop("$defs", None)  # nested models are in components already (other routes use them)
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

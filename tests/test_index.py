@@ -208,3 +208,14 @@ def test_small_and_large_products_agree():
         np.testing.assert_allclose(matmul(X, W), X @ W, rtol=1e-4, atol=1e-4)
     Wt = rng.standard_normal((130, 100)).astype(np.float32).T  # a transposed (strided) operand
     np.testing.assert_allclose(matmul(X[:2], Wt), X[:2] @ Wt, rtol=1e-4, atol=1e-4)
+
+
+def test_views_share_one_coarse_index(small_data):
+    """Index.with_lists views (a collection's segments) probe through the model's one faiss index,
+    not one rebuilt per search."""
+    X, Q = small_data
+    index = Index(32, "IVF8,Flat").train(X[:1000])
+    a, b = index.with_lists(index.encode_lists(X[:500])), index.with_lists(index.encode_lists(X[500:1000]))
+    a.search(Q[:2], 3, nprobe=2)
+    b.search(Q[:2], 3, nprobe=2)
+    assert a._coarse_for(a.centroids_) is b._coarse_for(b.centroids_) is index._coarse_for(index.centroids_)

@@ -1,8 +1,12 @@
 """In-process checks of the service (FastAPI TestClient): start-up readiness, a blocked search
-not blocking /healthz, the streamed-body size limit, name validation and the metrics text."""
+not blocking /healthz, the streamed-body size limit, name validation, the metrics text and the
+server's thread settings."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -11,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from annvq import Collection
 from annvq.errors import InvalidParameterError
+from cli.serve_cmd import SERVER_THREAD_ENV, use_server_threads
 from naive import clustered
 from service.app import create_app
 from service.metrics import BUCKETS, Metrics
@@ -146,3 +151,25 @@ def test_metrics_histogram_is_cumulative():
     assert 'annvq_vectors_total{collection="we\\"ird",op="query"} 5' in lines
     assert 'annvq_collection_count{collection="c"} 7' in lines
     assert "annvq_ready 1" in lines
+
+
+def test_serve_sets_thread_settings_before_numpy_loads():
+    """They only work if set before numpy, numba and faiss load; `serve` runs the server (here
+    replaced by a probe) only after setting them."""
+    probe = ("import os, sys\n"
+             "import cli.serve_cmd as cmd\n"
+             "cmd._serve = lambda **options: print(sorted({'numpy', 'numba', 'faiss'} & sys.modules.keys()),\n"
+             "    [os.environ.get(k) for k in cmd.SERVER_THREAD_ENV])\n"
+             "cmd.serve(['some-dir'], standalone_mode=False)\n")
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_THREAD_ENV}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=True)
+    assert out.stdout.strip() == f"[] {list(SERVER_THREAD_ENV.values())}"
+
+
+def test_thread_settings_keep_the_environment_and_warn_when_too_late(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.warns(UserWarning, match="too late"):  # numpy is loaded in this process
+        use_server_threads()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter
 
-from ..convert import as_matrix
-from ..deps import CollectionDep, CollectionName, JsonBody, MetricsDep, Writable, body_schema
+from ..convert import as_matrix, json_response
+from ..deps import CollectionDep, CollectionName, MetricsDep, RawBody, Writable, body_schema, parse_body
 from ..errors import ApiError
 from ..schemas import DeleteResult, PointIds, PointPublic, PointsGet, PointsPublic, PointsUpsert, UpsertResult
 
@@ -20,12 +18,12 @@ def public(point) -> PointPublic:
 
 
 @router.put("", response_model=UpsertResult, dependencies=[Writable], openapi_extra=body_schema(PointsUpsert))
-def upsert_points(name: CollectionName, body: Annotated[PointsUpsert, JsonBody(PointsUpsert)],
-                  col: CollectionDep, metrics: MetricsDep):
+def upsert_points(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: MetricsDep):
     """Insert or replace points; all or nothing (a bad row rejects the whole request)."""
+    body = parse_body(PointsUpsert, raw)
     n = col.upsert(body.ids, as_matrix(body.vectors, col.dim), body.payloads)
     metrics.count_vectors(name, "upsert", n)
-    return UpsertResult(upserted=n, count=col.count)
+    return json_response(UpsertResult(upserted=n, count=col.count))
 
 
 @router.post("/delete", response_model=DeleteResult, dependencies=[Writable])

@@ -1,25 +1,26 @@
 """Nearest-neighbour queries, one vector or a batch. Handlers are plain ``def``, so searches run
-in the threadpool (the numba kernels release the GIL) and never block the event loop."""
+in the threadpool (the numba kernels release the GIL) and never block the event loop. Each request
+makes one trip through the threadpool: the body is parsed inside the handler (`parse_body`) and
+the result returned as a ready `Response` (`json_response`)."""
 
 from __future__ import annotations
 
 import time
 
-from typing import Annotated
-
 from fastapi import APIRouter
 
 from ..convert import as_matrix, hits, json_response, search_kwargs
-from ..deps import CollectionDep, CollectionName, JsonBody, MetricsDep, body_schema
+from ..deps import CollectionDep, CollectionName, MetricsDep, RawBody, body_schema, parse_body
 from ..schemas import BatchResult, Query, QueryBatch, QueryResult
 
 router = APIRouter(prefix="/collections/{name}", tags=["query"])
 
 
-@router.post("/query", response_model=QueryResult)
-def query(name: CollectionName, body: Query, col: CollectionDep, metrics: MetricsDep):
+@router.post("/query", response_model=QueryResult, openapi_extra=body_schema(Query))
+def query(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: MetricsDep):
     """The `k` nearest points to `vector`, best first, with payloads (and vectors if asked)."""
     start = time.perf_counter()
+    body = parse_body(Query, raw)
     D, I = col.search(as_matrix([body.vector], col.dim, "vector"), body.k, **search_kwargs(body.params))
     out = hits(col, D[0], I[0], with_payload=body.with_payload, with_vector=body.with_vector)
     metrics.count_vectors(name, "query", 1)
@@ -27,10 +28,10 @@ def query(name: CollectionName, body: Query, col: CollectionDep, metrics: Metric
 
 
 @router.post("/query/batch", response_model=BatchResult, openapi_extra=body_schema(QueryBatch))
-def query_batch(name: CollectionName, body: Annotated[QueryBatch, JsonBody(QueryBatch)],
-                col: CollectionDep, metrics: MetricsDep):
+def query_batch(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: MetricsDep):
     """One search call for many vectors; `results[i]` answers `vectors[i]`."""
     start = time.perf_counter()
+    body = parse_body(QueryBatch, raw)
     D, I = col.search(as_matrix(body.vectors, col.dim), body.k, **search_kwargs(body.params))
     results = [hits(col, d, i, with_payload=body.with_payload, with_vector=body.with_vector)
                for d, i in zip(D, I)]
