@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from annvq.threads import set_threads
+
 from .datasets import load
 from .metrics import recall_at_k
 
@@ -33,7 +35,6 @@ def best_time(search, repeats: int) -> tuple[float, np.ndarray]:
 
 def main(argv=None) -> None:
     import faiss
-    import numba
 
     from annvq import Index
 
@@ -45,8 +46,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    numba.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
+    set_threads(1)  # numba, OpenMP and BLAS
     ds = load(args.dataset)
     if ds.index_metric != "l2":
         parser.error("this comparison uses IndexIVFFlat with L2; pick a euclidean dataset")

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from annvq.threads import set_threads
+
 from .datasets import load
 from .ivfflat_vs_faiss import best_time
 from .metrics import recall_at_k
@@ -91,7 +93,6 @@ def faiss_qps_at(recall: float, sweep: list[tuple[float, float]]) -> float | Non
 
 def main(argv=None) -> None:
     import faiss
-    import numba
 
     from annvq.ivf import train_centroids
 
@@ -107,8 +108,7 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="*", help="labels (substrings) of the rows to run")
     args = parser.parse_args(argv)
 
-    numba.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
+    set_threads(1)  # numba, OpenMP and BLAS
     ds = load(args.dataset)
     X, Q, k = ds.train, ds.test[:args.queries], args.k
     start = time.perf_counter()

@@ -146,6 +146,7 @@ def test_annvq_wrapper_trains_the_centroids_a_plain_index_trains():
     """Handing annvq the shared k-means changes nothing but the time spent."""
     import annvq
 
+    from annvq.errors import InvalidParameterError
     from bench.algorithms.annvq_ivf import AnnvqIVF
     from naive import clustered
 
@@ -182,3 +183,30 @@ def test_error_command_delegates_and_reports_bad_methods():
     out = CliRunner().invoke(cli, ["bench", "error", "--methods", "NoSuchMethod", "--bits", "1"])
     assert out.exit_code == 2
     assert "NoSuchMethod" in out.output
+
+
+def test_saq_vs_rabitq_interpolates_qps_at_the_target_recall():
+    from bench.saq_vs_rabitq import qps_at
+
+    rows = [{"nprobe": 4, "recall": 0.90, "qps": 8000.0}, {"nprobe": 8, "recall": 0.94, "qps": 6000.0},
+            {"nprobe": 16, "recall": 0.98, "qps": 3000.0}]
+    at = qps_at(rows, 0.96)  # halfway from nprobe 8 to 16 in recall: the geometric mean of the QPS
+    assert at == pytest.approx((6000.0 * 3000.0) ** 0.5)
+    assert qps_at(rows, 0.85) == 8000.0  # already reached at the smallest nprobe
+    assert qps_at(rows, 0.99) is None  # never reached
+
+
+def test_annvq_wrapper_passes_codec_params():
+    from annvq.errors import InvalidParameterError
+    from bench.algorithms.annvq_ivf import AnnvqIVF
+    from naive import clustered
+
+    X = clustered(2000, 16, seed=3)
+    algo = AnnvqIVF("euclidean", "IVF4,SAQ4")
+    algo.fit(X)
+    algo.set_query_arguments(4, None, "m=inf")
+    assert "m=inf" in algo.query_label()
+    assert algo.query(X[0], 1)[0] == 0
+    algo.set_query_arguments(4, None, "m=-1")
+    with pytest.raises(InvalidParameterError, match="'m'"):
+        algo.query(X[0], 1)
