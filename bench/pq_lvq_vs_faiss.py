@@ -92,8 +92,6 @@ def faiss_qps_at(recall: float, sweep: list[tuple[float, float]]) -> float | Non
 
 
 def main(argv=None) -> None:
-    import faiss
-
     from annvq.ivf import train_centroids
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -146,7 +146,6 @@ def test_annvq_wrapper_trains_the_centroids_a_plain_index_trains():
     """Handing annvq the shared k-means changes nothing but the time spent."""
     import annvq
 
-    from annvq.errors import InvalidParameterError
     from bench.algorithms.annvq_ivf import AnnvqIVF
     from naive import clustered
 

@@ -2,7 +2,6 @@
 training, faults during persist, concurrent readers and the writer lock."""
 
 import errno
-import json
 import os
 import re
 import threading

@@ -51,7 +51,7 @@ def _vector_code_dot():
 
         def codegen(context, builder, signature, args):
             i16, i64, f32 = ir.IntType(16), ir.IntType(64), ir.FloatType()
-            lanes16, half16, floats8 = ir.VectorType(i16, 16), ir.VectorType(i16, 8), ir.VectorType(f32, 8)
+            lanes16, floats8 = ir.VectorType(i16, 16), ir.VectorType(f32, 8)
             code_data = context.make_array(signature.args[0])(context, builder, args[0]).data
             q_data = context.make_array(signature.args[4])(context, builder, args[4]).data
 

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from .bits import code_dot
-from .config import PARALLEL_JIT, JIT
+from .config import JIT, PARALLEL_JIT
 from .fastscan import BLOCK, accumulate_block, subset_sum_tables
 from .flat import dot
 from .topk import heap_push, heap_sort
