@@ -503,3 +503,22 @@ def test_persist_hitting_a_real_write_error_keeps_previous_state(tmp_path, data)
         assert old.count == 100 and old.verify() == []
     col.persist()
     assert col.stats()["buffered"] == 0 and col.count == 2400
+
+
+def test_warmup_builds_every_segments_search_layout(tmp_path, data):
+    """After warmup the SAQ FastScan blocks of every persisted segment exist, so no query builds them."""
+    X, _ = data
+    with Collection.create(tmp_path / "c", DIM, spec="IVF8,SAQ4", train_threshold=1000) as col:
+        col.upsert(np.arange(1200), X[:1200])
+        col.persist()
+        col.upsert(np.arange(1200, 2400), X[1200:])
+        col.persist()
+    with Collection.open(tmp_path / "c", read_only=True) as col:
+        state = col._check_open()
+        segments = [p.segment.lists for p in state.persisted if p.segment.lists is not None]
+        assert len(segments) == 2
+        codec = state.model.codec
+        built = lambda: {k[1] for k in codec._cache if k[0] == "packed"}
+        assert not built()
+        col.warmup()
+        assert built() == {id(lists) for lists in segments}

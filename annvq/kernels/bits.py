@@ -41,61 +41,54 @@ def unpack_planes(words: np.ndarray, bits: int, length: int) -> np.ndarray:
     return codes
 
 
-def _vector_code_dot():
-    """An intrinsic for ``code_dot``: 16 dimensions at a time in explicit LLVM vectors, so every
-    target gets SIMD (AVX2: one 256-bit op per plane step), whatever the auto-vectorizer does."""
+@intrinsic
+def _code_dot(typingctx, code, start, nbytes, bits, q, q_start):
+    """The kernel of ``code_dot``: 16 dimensions at a time in explicit LLVM vectors, so every target
+    gets SIMD (AVX2: one 256-bit op per plane step), whatever the auto-vectorizer does."""
+    sig = types.float32(code, start, nbytes, bits, q, q_start)
 
-    @intrinsic
-    def code_dot(typingctx, code, start, nbytes, bits, q, q_start):
-        sig = types.float32(code, start, nbytes, bits, q, q_start)
+    def codegen(context, builder, signature, args):
+        i16, i64, f32 = ir.IntType(16), ir.IntType(64), ir.FloatType()
+        lanes16, floats8 = ir.VectorType(i16, 16), ir.VectorType(f32, 8)
+        code_data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        q_data = context.make_array(signature.args[4])(context, builder, args[4]).data
 
-        def codegen(context, builder, signature, args):
-            i16, i64, f32 = ir.IntType(16), ir.IntType(64), ir.FloatType()
-            lanes16, floats8 = ir.VectorType(i16, 16), ir.VectorType(f32, 8)
-            code_data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            q_data = context.make_array(signature.args[4])(context, builder, args[4]).data
+        def as_i64(value):
+            return value if value.type == i64 else builder.sext(value, i64)
 
-            def as_i64(value):
-                return value if value.type == i64 else builder.sext(value, i64)
+        start, nbytes, bits, q_start = (as_i64(args[i]) for i in (1, 2, 3, 5))
+        masks = ir.Constant(lanes16, [(1 << i) - (1 << 16 if i == 15 else 0) for i in range(16)])
+        zeros16 = ir.Constant(lanes16, [0] * 16)
+        digits = cgutils.alloca_once(builder, lanes16)
+        acc = [cgutils.alloca_once_value(builder, ir.Constant(floats8, [0.0] * 8)) for _ in range(2)]
+        with cgutils.for_range(builder, builder.lshr(nbytes, ir.Constant(i64, 1))) as chunks:
+            chunk = chunks.index  # dimensions 16 chunk .. 16 chunk + 15: two bytes of each plane
+            builder.store(zeros16, digits)
+            with cgutils.for_range(builder, bits) as planes:
+                offset = builder.add(builder.add(start, builder.mul(planes.index, nbytes)),
+                                     builder.shl(chunk, ir.Constant(i64, 1)))
+                word = builder.load(builder.bitcast(builder.gep(code_data, [offset]), i16.as_pointer()), align=1)
+                spread = builder.shuffle_vector(builder.insert_element(ir.Constant(lanes16, None), word,
+                                                                       ir.Constant(i64, 0)),
+                                                ir.Constant(lanes16, None), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
+                bit = builder.zext(builder.icmp_unsigned("!=", builder.and_(spread, masks), zeros16), lanes16)
+                # MSB plane first: digits = 2 digits + bit, lane i rebuilding dimension i's integer
+                builder.store(builder.add(builder.shl(builder.load(digits), ir.Constant(lanes16, [1] * 16)), bit), digits)
+            d = builder.load(digits)
+            for h in range(2):
+                part = builder.shuffle_vector(d, ir.Constant(lanes16, None),
+                                              ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8 * h, 8 * h + 8))))
+                qpos = builder.add(q_start, builder.add(builder.shl(chunk, ir.Constant(i64, 4)), ir.Constant(i64, 8 * h)))
+                qv = builder.load(builder.bitcast(builder.gep(q_data, [qpos]), floats8.as_pointer()), align=4)
+                prod = builder.fmul(builder.uitofp(part, floats8), qv)
+                builder.store(builder.fadd(builder.load(acc[h]), prod), acc[h])
+        total = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
+        out = builder.extract_element(total, ir.Constant(i64, 0))
+        for i in range(1, 8):
+            out = builder.fadd(out, builder.extract_element(total, ir.Constant(i64, i)))
+        return out
 
-            start, nbytes, bits, q_start = (as_i64(args[i]) for i in (1, 2, 3, 5))
-            masks = ir.Constant(lanes16, [(1 << i) - (1 << 16 if i == 15 else 0) for i in range(16)])
-            zeros16 = ir.Constant(lanes16, [0] * 16)
-            digits = cgutils.alloca_once(builder, lanes16)
-            acc = [cgutils.alloca_once_value(builder, ir.Constant(floats8, [0.0] * 8)) for _ in range(2)]
-            with cgutils.for_range(builder, builder.lshr(nbytes, ir.Constant(i64, 1))) as chunks:
-                chunk = chunks.index  # dimensions 16 chunk .. 16 chunk + 15: two bytes of each plane
-                builder.store(zeros16, digits)
-                with cgutils.for_range(builder, bits) as planes:
-                    offset = builder.add(builder.add(start, builder.mul(planes.index, nbytes)),
-                                         builder.shl(chunk, ir.Constant(i64, 1)))
-                    word = builder.load(builder.bitcast(builder.gep(code_data, [offset]), i16.as_pointer()), align=1)
-                    spread = builder.shuffle_vector(builder.insert_element(ir.Constant(lanes16, None), word,
-                                                                           ir.Constant(i64, 0)),
-                                                    ir.Constant(lanes16, None), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
-                    bit = builder.zext(builder.icmp_unsigned("!=", builder.and_(spread, masks), zeros16), lanes16)
-                    # MSB plane first: digits = 2 digits + bit, lane i rebuilding dimension i's integer
-                    builder.store(builder.add(builder.shl(builder.load(digits), ir.Constant(lanes16, [1] * 16)), bit), digits)
-                d = builder.load(digits)
-                for h in range(2):
-                    part = builder.shuffle_vector(d, ir.Constant(lanes16, None),
-                                                  ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8 * h, 8 * h + 8))))
-                    qpos = builder.add(q_start, builder.add(builder.shl(chunk, ir.Constant(i64, 4)), ir.Constant(i64, 8 * h)))
-                    qv = builder.load(builder.bitcast(builder.gep(q_data, [qpos]), floats8.as_pointer()), align=4)
-                    prod = builder.fmul(builder.uitofp(part, floats8), qv)
-                    builder.store(builder.fadd(builder.load(acc[h]), prod), acc[h])
-            total = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
-            out = builder.extract_element(total, ir.Constant(i64, 0))
-            for i in range(1, 8):
-                out = builder.fadd(out, builder.extract_element(total, ir.Constant(i64, i)))
-            return out
-
-        return sig, codegen
-
-    return code_dot
-
-
-_code_dot = _vector_code_dot()
+    return sig, codegen
 
 
 @numba.njit(**JIT)

@@ -19,7 +19,6 @@ from .fastscan import BLOCK, accumulate_block, quantize_rows
 from .topk import heap_push, heap_sort
 
 
-
 @numba.njit(**JIT)
 def _query_tables(q, books_t, out):
     r""":math:`\langle q_m, C_{m,j}\rangle` for every sub-quantizer m and centroid j.

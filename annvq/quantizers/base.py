@@ -108,7 +108,6 @@ class Codec:
         self._cache[(key, id(obj))] = (weakref.ref(obj), value)
         return value
 
-
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults and validate codec-specific search parameters; unknown names raise."""
         out = {}
