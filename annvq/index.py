@@ -23,6 +23,7 @@ from .kernels.config import readonly
 from .kernels.flat import rerank_exact
 from .quantizers import make_codec
 from .spec import parse_spec
+from .threads import at_most
 from .validation import as_ids, as_vectors, check_int, check_metric, normalize_rows
 
 ADD_CHUNK = 65536
@@ -215,10 +216,11 @@ class Index:
         probes = (np.zeros((len(Q), 1), np.int64) if self.nlist == 1
                   else nearest_lists(Q, self.centroids_, self.codec_metric, nprobe,
                                      index=self._coarse_for(self.centroids_)))
-        scores, pos = self.codec.search(Q, self.centroids_, lists, probes, k * max(rerank, 1), codec_params)
-        if rerank:
-            alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)
-            scores, pos = rerank_exact(Q, pos, readonly(lists.vectors), alpha, k)
+        with at_most(len(Q)):
+            scores, pos = self.codec.search(Q, self.centroids_, lists, probes, k * max(rerank, 1), codec_params)
+            if rerank:
+                alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)
+                scores, pos = rerank_exact(Q, pos, readonly(lists.vectors), alpha, k)
         return self._finish(scores[:, :k], pos[:, :k], lists)
 
     def _finish(self, scores: np.ndarray, pos: np.ndarray, lists: InvertedLists):
