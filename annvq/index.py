@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import InvalidParameterError, InvalidVectorsError, NotTrainedError
-from .ivf import InvertedLists, coarse_index, nearest_lists, train_centroids
+from .ivf import InvertedLists, Probe, coarse_index, nearest_lists, train_centroids
 from .kernels.config import readonly
 from .kernels.flat import rerank_exact
 from .quantizers import make_codec
@@ -213,11 +213,10 @@ class Index:
             )
         Q = self._prepare(Q, "queries")
         lists = self.lists  # one snapshot for the whole call
-        probes = (np.zeros((len(Q), 1), np.int64) if self.nlist == 1
-                  else nearest_lists(Q, self.centroids_, self.codec_metric, nprobe,
-                                     index=self._coarse_for(self.centroids_)))
+        probe = Probe(self.centroids_, self.codec_metric, nprobe,
+                      None if self.nlist == 1 else self._coarse_for(self.centroids_))
         with at_most(len(Q)):
-            scores, pos = self.codec.search(Q, self.centroids_, lists, probes, k * max(rerank, 1), codec_params)
+            scores, pos = self.codec.search(Q, self.centroids_, lists, probe, k * max(rerank, 1), codec_params)
             if rerank:
                 alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)
                 scores, pos = rerank_exact(Q, pos, readonly(lists.vectors), alpha, k)

@@ -45,6 +45,22 @@ def nearest_lists(X: np.ndarray, centroids: np.ndarray, metric: str, n: int, *,
 
 
 @dataclass(frozen=True)
+class Probe:
+    """The n nearest lists of each query: what a codec's search calls first. A codec that holds
+    the centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`)."""
+
+    centroids: np.ndarray
+    metric: str
+    n: int
+    index: faiss.Index | None = None  # the coarse index over `centroids`; None: built per call
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if len(self.centroids) == 1:
+            return np.zeros((len(X), 1), np.int64)
+        return nearest_lists(X, self.centroids, self.metric, self.n, index=self.index)
+
+
+@dataclass(frozen=True)
 class InvertedLists:
     """Rows grouped by list in CSR order: list l owns rows offsets[l]:offsets[l+1].
 

@@ -6,6 +6,7 @@ import pytest
 
 from annvq import Index
 from annvq.errors import InvalidSpecError, InvalidVectorsError
+from annvq.ivf import Probe
 from annvq.kernels.config import readonly
 from annvq.kernels.lut import pq_adc_scan
 from naive import clustered, exact_knn, recall
@@ -101,7 +102,7 @@ def test_fast_scan_within_table_quantization_error(data, metric):
     nprobe = 4
     probes = faiss_probe(C, Q, nprobe, metric)
     k = 40
-    fs_s, fs_p = index.codec.search(Q, C, lists, probes, k, {})
+    fs_s, fs_p = index.codec.search(Q, C, lists, Probe(C, metric, nprobe), k, {})
     _, books_t, term = codec._model(C)
     fl_s, fl_p = pq_adc_scan(readonly(Q), C, probes, readonly(lists.offsets),
                              readonly(np.ascontiguousarray(codec.unpack(lists.codes))),

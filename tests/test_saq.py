@@ -10,6 +10,7 @@ from naive import clustered, exact_knn, recall
 from annvq import Index
 from annvq.errors import InvalidParameterError, InvalidSpecError, InvalidVectorsError
 from annvq.ivf import nearest_lists
+from annvq.kernels.flat import nearest_rows_pruned
 from annvq.linalg import apply_pca, fit_pca, pad64, random_orthogonal
 
 
@@ -154,6 +155,32 @@ def test_end_to_end_recall_at_8_bits():
     truth = exact_knn(X, Q, 10)
     index = Index(256, "IVF8,SAQ8").train(X).add(X)
     assert recall(index.search(Q, 10, nprobe=8)[1], truth) >= 0.99
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.05])
+def test_pruned_probe_equals_brute_force(decay):
+    """Partial-distance probing returns the exact n nearest rows, best first, on a skewed
+    spectrum (where it prunes) and a flat one (where it cannot)."""
+    rng = np.random.default_rng(5)
+    scale = np.exp(-decay * np.arange(192)).astype(np.float32)
+    C = rng.standard_normal((300, 192)).astype(np.float32) * scale
+    X = rng.standard_normal((8, 192)).astype(np.float32) * scale
+    d = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)
+    for n in (1, 7, 300):
+        np.testing.assert_array_equal(nearest_rows_pruned(X, C, n), np.argsort(d, axis=1)[:, :n])
+
+
+@pytest.mark.parametrize("spec", ["IVF16,SAQ4", "IVF16,SAQ1.5", "IVF16,CAQ4"])
+def test_single_queries_probe_the_lists_a_batch_probes(data128, spec):
+    """A few queries find their lists in the codec's space, a batch through faiss on the raw
+    vectors: both scan the same lists, so the results agree query by query."""
+    X, Q = data128
+    index = Index(128, spec).train(X).add(X)
+    D, I = index.search(Q, 10, nprobe=4)
+    for i in range(0, len(Q), 7):
+        d1, i1 = index.search(Q[i:i + 1], 10, nprobe=4)
+        np.testing.assert_array_equal(i1[0], I[i])
+        np.testing.assert_allclose(d1[0], D[i], rtol=1e-5)
 
 
 def test_recall_grows_with_nprobe(saq4, data128):

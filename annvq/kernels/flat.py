@@ -80,3 +80,44 @@ def small_matmul(X, W):
             for j in range(w.shape[0]):
                 o[j] += x * w[j]
     return out
+
+
+#: `nearest_rows_pruned` compares a partial distance with the n-th best every this many dimensions.
+PRUNE_STEP = 64
+
+
+@numba.njit(**JIT, inline="always")
+def _sq_dist_step(x, c, a):
+    s = np.float32(0.0)
+    for i in range(a, a + PRUNE_STEP):
+        t = x[i] - c[i]
+        s += t * t
+    return s
+
+
+@numba.njit(**JIT)
+def nearest_rows_pruned(X, C, n):
+    """The n rows of C nearest to each row of X in L2, best first (dimension a multiple of 64).
+
+    Exact partial-distance search: a row of C is dropped once its distance over the leading
+    dimensions passes the n-th best so far. In a PCA basis the leading dimensions hold most of
+    the distance, so most rows are dropped after 64-128 dimensions and little of C is read.
+    """
+    nx, D = X.shape
+    scores = np.empty(n, np.float32)
+    out = np.empty((nx, n), np.int64)
+    for r in range(nx):
+        x = X[r]
+        scores[:] = np.inf
+        out[r] = -1
+        for j in range(C.shape[0]):
+            c = C[j]
+            tau = scores[0]
+            s = _sq_dist_step(x, c, 0)
+            for a in range(PRUNE_STEP, D, PRUNE_STEP):
+                if s >= tau:
+                    break
+                s += _sq_dist_step(x, c, a)
+            heap_push(scores, out[r], s, j)
+        heap_sort(scores, out[r])
+    return out

@@ -76,9 +76,10 @@ class Codec:
         raise NotImplementedError
 
     # --- search ----------------------------------------------------------------------------
-    def search(self, Q: np.ndarray, centroids: np.ndarray, lists, probes: np.ndarray, k: int,
+    def search(self, Q: np.ndarray, centroids: np.ndarray, lists, probe, k: int,
                params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (nq, k) float32 ascending, row positions (nq, k) int64; -1 where none)."""
+        """(scores (nq, k) float32 ascending, row positions (nq, k) int64; -1 where none) over
+        the lists ``probe(Q)`` names (an `ivf.Probe`)."""
         raise NotImplementedError
 
     def warmup(self) -> None:
@@ -87,14 +88,14 @@ class Codec:
         Encodes and searches two random vectors in one list: the same array types as real
         data, so the cached specialisations are the ones queries use.
         """
-        from ..ivf import InvertedLists
+        from ..ivf import InvertedLists, Probe
 
         X = np.random.default_rng(0).standard_normal((2, self.dim)).astype(np.float32)
         centroids = np.zeros((1, self.dim), np.float32)
         assign = np.zeros(2, np.int64)
         codes, factors = self.encode(X, centroids, assign)
         lists = InvertedLists.from_rows(1, assign, np.arange(2), codes, factors)
-        self.search(X, centroids, lists, np.zeros((2, 1), np.int64), 1, self.check_params({}))
+        self.search(X, centroids, lists, Probe(centroids, self.metric, 1), 1, self.check_params({}))
         self._cache = {}  # drop what was derived from the warm-up's lists
 
     def _cached(self, key: str, obj, make):

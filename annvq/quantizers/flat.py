@@ -37,7 +37,8 @@ class FlatCodec(Codec):
     def decode(self, codes, factors, centroids, assign):
         return np.ascontiguousarray(codes).view(np.float32).reshape(len(codes), self.dim)
 
-    def search(self, Q, centroids, lists, probes, k, params):
+    def search(self, Q, centroids, lists, probe, k, params):
+        probes = probe(Q)
         vectors = readonly(np.ascontiguousarray(lists.codes).view(np.float32).reshape(-1, self.dim))
         norms = lists.factors[:, 0] if self.metric == "l2" else np.zeros(0, np.float32)
         scores, pos = ivf_flat_scan(Q, probes, readonly(lists.offsets), vectors,

@@ -189,8 +189,9 @@ class PQCodec(Codec):
             return readonly(block_offsets), readonly(packed)
         return self._cached("packed", lists, make)
 
-    def search(self, Q, centroids, lists, probes, k, params):
+    def search(self, Q, centroids, lists, probe, k, params):
         self._check()
+        probes = probe(Q)
         C, books_t, term = self._model(centroids)
         Qr = readonly(self._rotate(Q))
         is_l2 = self.metric == "l2"

@@ -22,6 +22,7 @@ from ..errors import InvalidParameterError, InvalidSpecError
 from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
+from ..kernels.flat import nearest_rows_pruned
 from ..kernels.scan import NO_BOUND, saq_scan, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
@@ -236,13 +237,22 @@ class SAQCodec(Codec):
             sigma[:, s] = np.einsum("ij,ij->i", y, y)
         return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
-    def search(self, Q, centroids, lists, probes, k, params):
+    def search(self, Q, centroids, lists, probe, k, params):
         seg_dim, seg_len, seg_bits = self._seg_arrays
         QW = np.ascontiguousarray(self.rotate(Q))
-        return saq_scan(QW, self._rotated_centroids(centroids), self.variance_bounds(QW, float(params["m"])),
-                        probes, readonly(lists.offsets), *self._packed(lists), readonly(lists.codes),
+        CW = self._rotated_centroids(centroids)
+        return saq_scan(QW, CW, self.variance_bounds(QW, float(params["m"])), self._probe(probe, Q, QW, CW),
+                        readonly(lists.offsets), *self._packed(lists), readonly(lists.codes),
                         readonly(lists.factors), seg_dim, seg_len, seg_bits, 8 * self._seg_word, self.tail_dim,
                         self.metric == "l2", bool(params["prune"]), k)
+
+    def _probe(self, probe, Q, QW, CW):
+        """The lists to scan. For a few L2 queries they are found in the codec's PCA basis, which
+        the rotated queries are in already: there partial distances drop most centroids after
+        one or two segments (half faiss's time for one query at 1024 x 784); batches use BLAS."""
+        if probe.metric == "l2" and self.mean_ is not None and len(Q) <= SMALL_ROWS:
+            return nearest_rows_pruned(QW, CW, probe.n)
+        return probe(Q)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):
