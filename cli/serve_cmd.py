@@ -42,7 +42,7 @@ def use_server_threads() -> None:
 @click.option("--max-request-mb", envvar="ANNVQ_MAX_REQUEST_MB", type=click.FloatRange(min=0, min_open=True),
               default=64.0, show_default=True, help="Larger request bodies get 413.")
 @click.option("--threads", envvar="ANNVQ_THREADS", type=click.IntRange(min=1), default=None,
-              help="Worker threads running searches and writes (default 40).")
+              help="Worker threads running searches, and as many for writes (default 40).")
 @click.option("--read-only", envvar="ANNVQ_READ_ONLY", is_flag=True,
               help="Open collections read-only and refuse every write with 403.")
 @click.option("--api-key", envvar="ANNVQ_API_KEY", default=None,

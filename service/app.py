@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -43,15 +44,18 @@ def create_app(data_dir: str | os.PathLike, *, api_key: str | None = None, read_
 
     `api_key` guards every endpoint but /healthz and /readyz; `read_only` refuses writes with 403;
     bodies over `max_request_bytes` get 413; `threads` caps the worker threads that run blocking
-    handlers (searches, writes); `warmup=False` skips compiling kernels at start-up.
+    handlers: the search pool and, apart, the writes and admin calls; `warmup=False` skips
+    compiling kernels at start-up.
     """
     settings = Settings(data_dir=data_dir, api_key=api_key, read_only=read_only,
                         max_request_bytes=max_request_bytes, threads=threads, warmup=warmup)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        limiter = anyio.to_thread.current_default_thread_limiter()
         if settings.threads is not None:
-            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+            limiter.total_tokens = settings.threads
+        app.state.search_pool = ThreadPoolExecutor(int(limiter.total_tokens), thread_name_prefix="annvq-search")
         await anyio.to_thread.run_sync(app.state.registry.open_all)
         if settings.warmup:
             threading.Thread(target=_warm, args=(app.state.registry, app.state.ready),
@@ -61,6 +65,7 @@ def create_app(data_dir: str | os.PathLike, *, api_key: str | None = None, read_
         try:
             yield
         finally:
+            app.state.search_pool.shutdown(wait=True)  # searches finish before collections close
             await anyio.to_thread.run_sync(app.state.registry.close_all)
 
     app = FastAPI(title="annvq", version=annvq.__version__, lifespan=lifespan,

@@ -85,6 +85,35 @@ def test_a_blocked_search_does_not_block_healthz(data_dir, monkeypatch):
         assert result["r"].status_code == 200 and len(result["r"].json()["ids"]) == 3
 
 
+def test_threads_caps_the_search_pool(data_dir, monkeypatch):
+    """With --threads 1 concurrent queries are searched one after another, all answered."""
+    lock, running, peak = threading.Lock(), [0], [0]
+    search = Collection.search
+
+    def counted_search(self, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        threading.Event().wait(0.2)  # long enough for the other requests to arrive meanwhile
+        try:
+            return search(self, *args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(Collection, "search", counted_search)
+    with TestClient(create_app(data_dir, threads=1, warmup=False)) as client:
+        codes = []
+        clients = [threading.Thread(target=lambda: codes.append(
+            client.post("/v1/collections/c/query", json={"vector": [0.0] * DIM, "k": 3}).status_code))
+            for _ in range(3)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(30)
+    assert codes == [200, 200, 200] and peak[0] == 1
+
+
 def test_streamed_body_over_the_limit_is_413(data_dir):
     with TestClient(create_app(data_dir, max_request_bytes=1000, warmup=False)) as client:
         def chunks():  # no Content-Length: the limit must count the bytes as they arrive

@@ -1,24 +1,39 @@
-"""Nearest-neighbour queries, one vector or a batch. Handlers are plain ``def``, so searches run
-in the threadpool (the numba kernels release the GIL) and never block the event loop. Each request
-makes one trip through the threadpool: the body is parsed inside the handler (`parse_body`) and
-the result returned as a ready `Response` (`json_response`)."""
+"""Nearest-neighbour queries, one vector or a batch: the hot path, so lean. A handler reads the
+collection and the raw body on the event loop and hands everything else (parsing, the search,
+the JSON answer) to the search pool in one hop (`search_in_pool`): searches never block the
+event loop, and the numba kernels release the GIL."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+
+from annvq import Collection
 
 from ..convert import as_matrix, hits, json_response, search_kwargs
-from ..deps import CollectionDep, CollectionName, MetricsDep, RawBody, body_schema, parse_body
+from ..deps import body_schema, parse_body, request_collection, search_in_pool
+from ..metrics import Metrics
 from ..schemas import BatchResult, Query, QueryBatch, QueryResult
 
 router = APIRouter(prefix="/collections/{name}", tags=["query"])
 
 
-@router.post("/query", response_model=QueryResult, openapi_extra=body_schema(Query))
-def query(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: MetricsDep):
+@router.post("/query", response_model=QueryResult, openapi_extra=body_schema(Query, name_param=True))
+async def query(request: Request):
     """The `k` nearest points to `vector`, best first, with payloads (and vectors if asked)."""
+    name, col = request_collection(request)
+    return await search_in_pool(request, _query, name, col, await request.body(), request.app.state.metrics)
+
+
+@router.post("/query/batch", response_model=BatchResult, openapi_extra=body_schema(QueryBatch, name_param=True))
+async def query_batch(request: Request):
+    """One search call for many vectors; `results[i]` answers `vectors[i]`."""
+    name, col = request_collection(request)
+    return await search_in_pool(request, _query_batch, name, col, await request.body(), request.app.state.metrics)
+
+
+def _query(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response:
     start = time.perf_counter()
     body = parse_body(Query, raw)
     D, I = col.search(as_matrix([body.vector], col.dim, "vector"), body.k, **search_kwargs(body.params))
@@ -27,9 +42,7 @@ def query(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: Metri
     return json_response(QueryResult(**out, took_ms=(time.perf_counter() - start) * 1e3))
 
 
-@router.post("/query/batch", response_model=BatchResult, openapi_extra=body_schema(QueryBatch))
-def query_batch(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: MetricsDep):
-    """One search call for many vectors; `results[i]` answers `vectors[i]`."""
+def _query_batch(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response:
     start = time.perf_counter()
     body = parse_body(QueryBatch, raw)
     D, I = col.search(as_matrix(body.vectors, col.dim), body.k, **search_kwargs(body.params))
