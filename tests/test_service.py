@@ -4,8 +4,10 @@ port, driven with httpx. Small data (dim 16, a few thousand points) keeps the fi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import httpx
@@ -312,6 +314,29 @@ def test_hostile_collection_names(server):
 
 
 # --- concurrency --------------------------------------------------------------------------
+
+def test_load_generator_client_and_rounds(server, data):
+    """bench.http_load against the real server: its lean client keeps one connection alive across
+    answers of every kind, and a round counts requests and errors."""
+    with warnings.catch_warnings():  # its thread settings are for a process of its own
+        warnings.simplefilter("ignore")
+        from bench.http_load import Connection, run_http_load
+    client, _ = server
+    url = str(client.base_url)
+    conn = Connection(url)
+    status, body = conn.request("GET", "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    first = conn._sock
+    status, body = conn.request("POST", "/v1/collections/nope/query", json.dumps({"vector": [0.0] * DIM}).encode())
+    assert status == 404 and json.loads(body)["error"]["code"] == "collection_not_found"
+    status, body = conn.request("POST", "/v1/collections/saq/query", json.dumps({"vector": [0.0] * DIM, "k": 3}).encode())
+    assert status == 200 and len(json.loads(body)["ids"]) == 3 and conn._sock is first
+    conn.close()
+    ok = run_http_load(url, "saq", data[1], clients=2, duration_s=60, max_requests=40, nprobe=4, k=5)
+    assert (ok["requests"], ok["errors"]) == (40, 0) and 0 < ok["p50_ms"] <= ok["p99_ms"]
+    missing = run_http_load(url, "nope", data[1], clients=2, duration_s=60, max_requests=10, nprobe=4, k=5)
+    assert missing["errors"] == missing["requests"] == 10 and "404" in missing["first_errors"][0]
+
 
 def test_concurrent_queries_during_upserts(server):
     """Four readers query while one writer upserts new points: no errors, and every answer is
