@@ -413,9 +413,18 @@ class Collection:
         ids = ids.copy()
         state = self._state
         parts = self._kill(state.parts, ids)[0]
-        parts += (Part(Segment.raw(ids, X, texts)),)
-        self._state = replace(state, parts=parts, dirty=True)
+        self._state = replace(state, parts=self._fold_buffer(parts + (Part(Segment.raw(ids, X, texts)),)),
+                              dirty=True)
         return len(ids)
+
+    def _fold_buffer(self, parts: tuple[Part, ...]) -> tuple[Part, ...]:
+        """Merge the newest buffer chunk into the one before while it is at least as large, as a
+        binary counter carries: every chunk is brute-forced by a call of its own in each search,
+        and n upserts now leave O(log n) chunks (a row is copied O(log n) times), not n."""
+        parts = list(parts)
+        while len(parts) >= 2 and parts[-2].segment.name is None and parts[-1].live >= parts[-2].live:
+            parts[-2:] = [Part(self._merge(None, parts[-2:]))]
+        return tuple(parts)
 
     @_writes
     def delete(self, ids) -> int:

@@ -56,8 +56,16 @@ class Registry:
             col.warmup()
 
     def close_all(self) -> None:
+        """Close every collection, persisting first what a writable one holds only in memory: a
+        clean shutdown loses no acknowledged write (a crash loses what was not persisted)."""
         with self._lock:
-            for col in self._collections.values():
+            for name, col in self._collections.items():
+                if not self.read_only:
+                    try:
+                        col.persist()
+                    except Exception:
+                        log.exception("collection %r: persisting at shutdown failed; its unpersisted "
+                                      "writes are dropped", name)
                 col.close()
             self._collections.clear()
 

@@ -349,6 +349,30 @@ def test_snapshot_is_a_consistent_openable_copy(tmp_path, data):
         assert copy.count == 1499 and copy.verify() == []
 
 
+def test_many_small_upserts_fold_into_few_buffer_chunks(tmp_path, data):
+    """A stream of small upserts (and re-upserts, deletes) keeps O(log n) buffer chunks, each
+    brute-forced once per search, and every live point where it was put."""
+    X, Q = data
+    col = Collection.create(tmp_path / "c", DIM, spec="IVF8,Flat", train_threshold=1000)
+    col.upsert(np.arange(1200), X[:1200])
+    col.persist()
+    for i in range(64):
+        col.upsert(np.arange(2000 + 10 * i, 2010 + 10 * i), X[1200 + 10 * i:1210 + 10 * i], [{"i": i}] * 10)
+    col.upsert([2000, 5], np.stack([Q[0], Q[1]]))  # replaces a buffered point and a persisted one
+    col.delete([2011])
+    chunks = [p for p in col._state.parts if p.segment.name is None]
+    assert len(chunks) <= 8 and sum(p.live for p in chunks) == 640
+    assert col.count == 1200 + 640 - 1
+    D, I = col.search(Q[:2], 1, nprobe=8)
+    assert I[:, 0].tolist() == [2000, 5] and D.max() < 1e-3
+    assert col.get([2011]) == [] and col.payloads([2012, 2639, 2000]) == [{"i": 1}, {"i": 63}, None]
+    np.testing.assert_array_equal(col.get([2639])[0].vector, X[1839])
+    col.persist()
+    col.close()
+    with Collection.open(tmp_path / "c") as col:
+        assert col.count == 1839 and col.payloads([2012, 2639]) == [{"i": 1}, {"i": 63}]
+
+
 def test_stats_counts(tmp_path, data):
     X, _ = data
     col = Collection.create(tmp_path / "c", DIM, spec="IVF8,Flat", train_threshold=2000)

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from naive import clustered, exact_knn
+
+from annvq import Collection
 from service.process import serve_in_subprocess, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -463,6 +465,24 @@ def test_restart_keeps_every_persisted_point(restarted):
     after = c.post("/v1/collections/keep/query/batch", json=body).json()["results"]
     assert [r["ids"] for r in after] == [r["ids"] for r in before]
     assert [r["distances"] for r in after] == [r["distances"] for r in before]
+
+
+def test_clean_shutdown_persists_acknowledged_writes(tmp_path, data):
+    """Writes nobody persisted survive a SIGTERM: the server persists them on the way down."""
+    X, _ = data
+    data_dir = tmp_path / "data"
+    with running_server(data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
+        wait_ready(client)
+        assert client.put("/v1/collections/w", json={"dim": DIM, "spec": "IVF4,Flat"}).status_code == 201
+        for start in range(0, 30, 10):
+            r = client.put("/v1/collections/w/points", json={"ids": list(range(start, start + 10)),
+                                                            "vectors": X[start:start + 10].tolist()})
+            assert r.status_code == 200
+        assert client.post("/v1/collections/w/points/delete", json={"ids": [3]}).status_code == 200
+        assert client.get("/v1/collections/w").json()["count"] == 29
+    with Collection.open(data_dir / "w", read_only=True) as col:
+        assert col.count == 29 and [p.id for p in col.get([2, 3, 29])] == [2, 29]
+        np.testing.assert_array_equal(col.get([29])[0].vector, X[29])
 
 
 def test_read_only_refuses_every_write(restarted):
