@@ -132,7 +132,8 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
                   nprobe: int = 16, k: int = 10, api_key: str | None = None) -> dict:
     """`clients` threads, one keep-alive connection each, POST /query with the rows of `queries`
     in turn until `duration_s` passes or `max_requests` were sent in all. With `writer`, one more
-    thread upserts batches of perturbed query vectors under fresh ids meanwhile."""
+    thread upserts batches of perturbed query vectors under fresh ids meanwhile, and deletes
+    them when the round ends."""
     path = f"/v1/collections/{collection}/query"
     bodies = query_bodies(queries, nprobe=nprobe, k=k)
     lock = threading.Lock()
@@ -185,6 +186,12 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
             writes.append(time.perf_counter() - start)
             next_id += WRITER_BATCH
             stop.wait(WRITER_INTERVAL_S)
+        # Undo the round's writes: a clean shutdown persists them, and the next run should find
+        # the collection as this one did.
+        body = json.dumps({"ids": list(range(WRITER_ID_BASE, next_id))}).encode()
+        status, content = conn.request("POST", f"/v1/collections/{collection}/points/delete", body)
+        if status != 200:
+            write_errors.append(f"cleanup: {status} {content[:200]!r}")
         conn.close()
 
     threads = [threading.Thread(target=client, args=(s,)) for s in range(clients)]

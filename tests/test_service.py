@@ -338,6 +338,10 @@ def test_load_generator_client_and_rounds(server, data):
     assert (ok["requests"], ok["errors"]) == (40, 0) and 0 < ok["p50_ms"] <= ok["p99_ms"]
     missing = run_http_load(url, "nope", data[1], clients=2, duration_s=60, max_requests=10, nprobe=4, k=5)
     assert missing["errors"] == missing["requests"] == 10 and "404" in missing["first_errors"][0]
+    before = client.get("/v1/collections/flat").json()["count"]
+    mixed = run_http_load(url, "flat", data[1], clients=1, duration_s=0.5, max_requests=10**6, writer=True, k=5)
+    assert mixed["errors"] == 0 and mixed["upserts"]["errors"] == 0 and mixed["upserts"]["requests"] >= 1
+    assert client.get("/v1/collections/flat").json()["count"] == before  # the writer cleaned up
 
 
 def test_concurrent_queries_during_upserts(server):
