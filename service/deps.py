@@ -3,7 +3,8 @@
 `require_writable` are guards attached with ``dependencies=[...]``, `RawBody` is the request body
 as bytes for `parse_body`. All are ``async`` because none blocks: a sync dependency would cost a
 threadpool hop per request. Each dependency also costs FastAPI tens of microseconds per request
-to resolve, so the hot query route uses few.
+to resolve, so the hot query routes use none: they read the collection with `request_collection`
+and run in the search pool through `search_in_pool`.
 """
 
 from __future__ import annotations
