@@ -644,12 +644,14 @@ class Collection:
             check_int(nprobe, "nprobe", "Collection.search", 1, self.nlist)
         Q = self._vectors(Q, "queries")
         worst = np.float32(np.inf if self.metric == "l2" else -np.inf)
+        live = [part for part in state.parts if part.live]
         D_parts, I_parts = [np.full((len(Q), k), worst, np.float32)], [np.full((len(Q), k), -1, np.int64)]
-        for part in state.parts:
-            if part.live:
-                D, I = self._search_part(state, part, Q, k, nprobe, rerank, exact, params)
-                D_parts.append(D)
-                I_parts.append(I)
+        for part in live:
+            D, I = self._search_part(state, part, Q, k, nprobe, rerank, exact, params)
+            D_parts.append(D)
+            I_parts.append(I)
+        if len(live) == 1 and live[0].deleted is None and D_parts[1].shape[1] == k:
+            return D_parts[1], I_parts[1]  # one part without tombstones: already k, best first
         D, I = np.concatenate(D_parts, axis=1), np.concatenate(I_parts, axis=1)
         key = np.where(I < 0, np.inf, D if self.metric == "l2" else -D)
         order = np.argsort(key, axis=1, kind="stable")[:, :k]
@@ -668,6 +670,8 @@ class Collection:
             if seg.lists is not None and not exact:
                 index = state.model.with_lists(seg.lists)
                 D, I = index.search(Qs, kk, nprobe=nprobe, rerank=rerank, params=params)
+                if part.deleted is None:  # rows only serve to look tombstones up
+                    return D, I
                 rows = np.where(I >= 0, seg.find(I.ravel()).reshape(I.shape), -1)
             else:
                 if seg.vectors is None:

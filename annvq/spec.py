@@ -9,6 +9,7 @@ Build-time choices live here; search-time knobs (nprobe, rerank factor) do not.
 from __future__ import annotations
 
 import re
+import functools
 from dataclasses import dataclass
 
 from .errors import InvalidSpecError
@@ -35,6 +36,7 @@ class IndexSpec:
         return ",".join(parts)
 
 
+@functools.lru_cache(maxsize=256)  # specs are few and the result immutable; collections ask per search
 def parse_spec(spec: str) -> IndexSpec:
     """Split a spec string into its components; the codec part is validated by its codec."""
     if not isinstance(spec, str) or not spec.strip():
