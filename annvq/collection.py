@@ -492,16 +492,25 @@ class Collection:
     def persist(self) -> None:
         """Write the buffer as a new segment and the tombstones, then commit; durable on return.
 
-        Trains first once ``count >= train_threshold`` (training persists everything).
+        The new segment absorbs the newest segments no larger than it. Trains first once
+        ``count >= train_threshold`` (training persists everything).
         """
         state = self._state
         if state.model is None and state.count >= self.train_threshold:
             return self.train()
         if not state.dirty:
             return
-        buffer = [p for p in state.buffer if p.live]
-        new = [self._merge(state.model, buffer)] if buffer else []
-        self._commit(replace(state, parts=state.persisted), new)
+        merged = [p for p in state.buffer if p.live]
+        if not merged:
+            return self._commit(replace(state, parts=state.persisted), [])
+        # Tiered, as a binary counter carries: the new segment takes in the newest persisted ones
+        # while it holds at least as many rows, so n persists leave O(log n) segments (a search
+        # rotates and probes once per segment) and a row is rewritten O(log n) times.
+        stay, rows = list(state.persisted), sum(p.live for p in merged)
+        while stay and rows >= stay[-1].live:
+            rows += stay[-1].live
+            merged.insert(0, stay.pop())
+        self._commit(replace(state, parts=tuple(stay)), [self._merge(state.model, merged)])
 
     @_writes
     def compact(self) -> None:

@@ -281,18 +281,18 @@ def test_open_maps_codes_without_copying(tmp_path, data):
 def test_compact_drops_tombstones_and_keeps_results(tmp_path, data):
     X, Q = data
     col = Collection.create(tmp_path / "c", DIM, spec="IVF8,Flat", train_threshold=1000)
-    for start in range(0, 2400, 600):
-        col.upsert(np.arange(start, start + 600), X[start:start + 600], [{"s": start}] * 600)
+    for start, end in [(0, 1200), (1200, 1800), (1800, 2200), (2200, 2400)]:  # each smaller: no tier merge
+        col.upsert(np.arange(start, end), X[start:end], [{"s": start}] * (end - start))
         col.persist()
     col.delete(np.arange(0, 2400, 2))
     col.upsert([1], X[5:6], [{"s": -1}])
     D, I = col.search(Q, 10, nprobe=8)
-    assert col.stats()["segments"] == 3 and col.stats()["deleted"] > 0  # training merged the first two
+    assert col.stats()["segments"] == 4 and col.stats()["deleted"] > 0
     col.compact()
     stats = col.stats()
     assert (stats["segments"], stats["deleted"], stats["buffered"], stats["count"]) == (1, 0, 0, 1200)
     np.testing.assert_array_equal(col.search(Q, 10, nprobe=8)[1], I)
-    assert col.payloads([1, 3, 601]) == [{"s": -1}, {"s": 0}, {"s": 600}]
+    assert col.payloads([1, 3, 1801]) == [{"s": -1}, {"s": 0}, {"s": 1800}]
     col.close()
     files = sorted(f for f in os.listdir(tmp_path / "c") if f.endswith(".arrow"))
     with Collection.open(tmp_path / "c") as again:
@@ -371,6 +371,30 @@ def test_many_small_upserts_fold_into_few_buffer_chunks(tmp_path, data):
     col.close()
     with Collection.open(tmp_path / "c") as col:
         assert col.count == 1839 and col.payloads([2012, 2639]) == [{"i": 1}, {"i": 63}]
+
+
+def test_persists_merge_segments_as_a_binary_counter(tmp_path, data):
+    """Each persist's segment takes in the newest segments no larger than it: seven persists of
+    100 leave three segments (400 + 200 + 100, less two deleted), eight leave one, and no point is
+    lost or revived."""
+    X, Q = data
+    col = Collection.create(tmp_path / "c", DIM, spec="IVF8,Flat", train_threshold=100)
+    col.train(X[:500])
+    sizes = []
+    for i in range(8):
+        col.upsert(np.arange(100 * i, 100 * i + 100), X[100 * i:100 * i + 100], [{"i": i}] * 100)
+        if i == 3:
+            col.delete([0, 150])  # tombstones of a segment that a later persist merges away
+        col.persist()
+        sizes.append([p.live for p in col._state.parts])
+    assert sizes[6] == [398, 200, 100] and sizes[7] == [798]
+    assert col.stats()["deleted"] == 0 and col.count == 798
+    exact = exact_knn(np.delete(X[:800], [0, 150], axis=0), Q, 5)
+    ids = np.delete(np.arange(800), [0, 150])
+    np.testing.assert_array_equal(col.search(Q, 5, exact=True)[1], ids[exact])
+    col.close()
+    with Collection.open(tmp_path / "c") as col:
+        assert col.count == 798 and col.stats()["segments"] == 1 and col.payloads([799]) == [{"i": 7}]
 
 
 def test_stats_counts(tmp_path, data):
@@ -535,7 +559,7 @@ def test_warmup_builds_every_segments_search_layout(tmp_path, data):
     with Collection.create(tmp_path / "c", DIM, spec="IVF8,SAQ4", train_threshold=1000) as col:
         col.upsert(np.arange(1200), X[:1200])
         col.persist()
-        col.upsert(np.arange(1200, 2400), X[1200:])
+        col.upsert(np.arange(1200, 1800), X[1200:1800])  # smaller than the first: a segment of its own
         col.persist()
     with Collection.open(tmp_path / "c", read_only=True) as col:
         state = col._check_open()
