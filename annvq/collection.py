@@ -654,14 +654,11 @@ class Collection:
         Q = self._vectors(Q, "queries")
         worst = np.float32(np.inf if self.metric == "l2" else -np.inf)
         live = [part for part in state.parts if part.live]
-        D_parts, I_parts = [np.full((len(Q), k), worst, np.float32)], [np.full((len(Q), k), -1, np.int64)]
-        for part in live:
-            D, I = self._search_part(state, part, Q, k, nprobe, rerank, exact, params)
-            D_parts.append(D)
-            I_parts.append(I)
-        if len(live) == 1 and live[0].deleted is None and D_parts[1].shape[1] == k:
-            return D_parts[1], I_parts[1]  # one part without tombstones: already k, best first
-        D, I = np.concatenate(D_parts, axis=1), np.concatenate(I_parts, axis=1)
+        found = [self._search_part(state, part, Q, k, nprobe, rerank, exact, params) for part in live]
+        if len(live) == 1 and live[0].deleted is None and found[0][0].shape[1] == k:
+            return found[0]  # one part without tombstones: already k, best first
+        D = np.concatenate([np.full((len(Q), k), worst, np.float32), *(d for d, _ in found)], axis=1)
+        I = np.concatenate([np.full((len(Q), k), -1, np.int64), *(i for _, i in found)], axis=1)
         key = np.where(I < 0, np.inf, D if self.metric == "l2" else -D)
         order = np.argsort(key, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
