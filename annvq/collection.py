@@ -504,8 +504,8 @@ class Collection:
         if not merged:
             return self._commit(replace(state, parts=state.persisted), [])
         # Tiered, as a binary counter carries: the new segment takes in the newest persisted ones
-        # while it holds at least as many rows, so n persists leave O(log n) segments (a search
-        # rotates and probes once per segment) and a row is rewritten O(log n) times.
+        # while it holds at least as many rows, so n persists leave O(log n) segments for a
+        # search to scan and a row is rewritten O(log n) times.
         stay, rows = list(state.persisted), sum(p.live for p in merged)
         while stay and rows >= stay[-1].live:
             rows += stay[-1].live
@@ -654,7 +654,8 @@ class Collection:
         Q = self._vectors(Q, "queries")
         worst = np.float32(np.inf if self.metric == "l2" else -np.inf)
         live = [part for part in state.parts if part.live]
-        found = [self._search_part(state, part, Q, k, nprobe, rerank, exact, params) for part in live]
+        memo = {}  # the queries' rotation and probes, shared by the segments (Index.search)
+        found = [self._search_part(state, part, Q, k, nprobe, rerank, exact, params, memo) for part in live]
         if len(live) == 1 and live[0].deleted is None and found[0][0].shape[1] == k:
             return found[0]  # one part without tombstones: already k, best first
         D = np.concatenate([np.full((len(Q), k), worst, np.float32), *(d for d, _ in found)], axis=1)
@@ -663,7 +664,7 @@ class Collection:
         order = np.argsort(key, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
 
-    def _search_part(self, state, part, Q, k, nprobe, rerank, exact, params):
+    def _search_part(self, state, part, Q, k, nprobe, rerank, exact, params, memo):
         """Top-k live (distances, ids) of one part; deleted rows are dropped after over-fetching.
 
         A first pass fetches k + min(deleted, 3k); queries left short of k by tombstones are
@@ -675,7 +676,7 @@ class Collection:
         def run(Qs, kk):
             if seg.lists is not None and not exact:
                 index = state.model.with_lists(seg.lists)
-                D, I = index.search(Qs, kk, nprobe=nprobe, rerank=rerank, params=params)
+                D, I = index.search(Qs, kk, nprobe=nprobe, rerank=rerank, params=params, memo=memo)
                 if part.deleted is None:  # rows only serve to look tombstones up
                     return D, I
                 rows = np.where(I >= 0, seg.find(I.ravel()).reshape(I.shape), -1)

@@ -184,12 +184,14 @@ class Index:
 
     # --- search ----------------------------------------------------------------------------
     def search(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
-               params: str | dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+               params: str | dict | None = None, memo: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(distances (nq, k) float32, ids (nq, k) int64), best first.
 
         ``nprobe`` lists are scanned per query (default 1). ``rerank=R`` re-scores the best k*R
         candidates exactly from kept vectors (0 turns it off). Codec-specific knobs (SAQ's ``m``)
-        go in ``params``, as a dict or "nprobe=16,m=4".
+        go in ``params``, as a dict or "nprobe=16,m=4". ``memo``, a dict passed to searches of one
+        float32 query array over several views of this model (`with_lists`) with the same
+        parameters, keeps their per-query work (probing; SAQ's rotation): done once, not per view.
         """
         opts = parse_params(params)
         params_nprobe = opts.pop("nprobe", 1)
@@ -214,7 +216,8 @@ class Index:
         Q = self._prepare(Q, "queries")
         lists = self.lists  # one snapshot for the whole call
         probe = Probe(self.centroids_, self.codec_metric, nprobe,
-                      None if self.nlist == 1 else self._coarse_for(self.centroids_))
+                      None if self.nlist == 1 else self._coarse_for(self.centroids_),
+                      {} if memo is None else memo)
         with at_most(len(Q)):
             scores, pos = self.codec.search(Q, self.centroids_, lists, probe, k * max(rerank, 1), codec_params)
             if rerank:

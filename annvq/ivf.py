@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import faiss
 import numpy as np
@@ -47,17 +47,31 @@ def nearest_lists(X: np.ndarray, centroids: np.ndarray, metric: str, n: int, *,
 @dataclass(frozen=True)
 class Probe:
     """The n nearest lists of each query: what a codec's search calls first. A codec that holds
-    the centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`)."""
+    the centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`).
+
+    ``memo`` keeps per-query work for searches of the same query array over several views of one
+    model (a collection's segments), so that it is done once: `remember`.
+    """
 
     centroids: np.ndarray
     metric: str
     n: int
     index: faiss.Index | None = None  # the coarse index over `centroids`; None: built per call
+    memo: dict = field(default_factory=dict)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if len(self.centroids) == 1:
             return np.zeros((len(X), 1), np.int64)
-        return nearest_lists(X, self.centroids, self.metric, self.n, index=self.index)
+        return self.remember(("lists", self.n), X, lambda: nearest_lists(X, self.centroids, self.metric, self.n,
+                                                                        index=self.index))
+
+    def remember(self, key, X: np.ndarray, make):
+        """``make()`` for the query array X, computed once per memo. The entry holds X itself,
+        so an id reused by another array never hits."""
+        hit = self.memo.get((key, id(X)))
+        if hit is None or hit[0] is not X:
+            hit = self.memo[(key, id(X))] = (X, make())
+        return hit[1]
 
 
 @dataclass(frozen=True)

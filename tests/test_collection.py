@@ -15,6 +15,7 @@ from annvq.errors import (CollectionClosedError, CollectionExistsError, Collecti
                           CollectionNotFoundError, DimensionMismatchError, InvalidParameterError,
                           InvalidSpecError, InvalidVectorsError, ReadOnlyError, StorageError,
                           UnsupportedFormatError)
+from annvq.ivf import Probe
 from annvq.quantizers import CODECS
 from annvq.storage import arrow, manifest
 from naive import clustered, exact_knn
@@ -395,6 +396,31 @@ def test_persists_merge_segments_as_a_binary_counter(tmp_path, data):
     col.close()
     with Collection.open(tmp_path / "c") as col:
         assert col.count == 798 and col.stats()["segments"] == 1 and col.payloads([799]) == [{"i": 7}]
+
+
+@pytest.mark.parametrize("spec", ["IVF8,SAQ4", "IVF8,PQ8x4fs"])
+def test_segments_share_the_queries_rotation_and_probes(tmp_path, data, spec, monkeypatch):
+    """A search over several segments probes (and, for SAQ, rotates) each query once, and
+    returns what searching every segment afresh returns."""
+    X, Q = data
+    col = Collection.create(tmp_path / "c", DIM, spec=spec, train_threshold=1000)
+    for start, end in [(0, 1200), (1200, 1800), (1800, 2100)]:  # each smaller: three segments
+        col.upsert(np.arange(start, end), X[start:end])
+        col.persist()
+    assert col.stats()["segments"] == 3
+    col.warmup()
+    made = []
+    remember = Probe.remember
+    monkeypatch.setattr(Probe, "remember", lambda self, key, X, make: remember(
+        self, key, X, lambda: made.append(key) or make()))
+    shared = [col.search(q, 10, nprobe=4) for q in (Q[:1], Q[:20])]
+    # once per search, not per segment: PQ probes; SAQ prepares (and for a batch, probes inside)
+    assert made == ([("saq", 4, 4.0), ("saq", 4, 4.0), ("lists", 4)] if "SAQ" in spec else [("lists", 4)] * 2)
+    monkeypatch.setattr(Probe, "remember", lambda self, key, X, make: make())
+    for q, (D, I) in zip((Q[:1], Q[:20]), shared):
+        D2, I2 = col.search(q, 10, nprobe=4)
+        np.testing.assert_array_equal(I, I2)
+        np.testing.assert_array_equal(D, D2)
 
 
 def test_stats_counts(tmp_path, data):

@@ -239,12 +239,17 @@ class SAQCodec(Codec):
 
     def search(self, Q, centroids, lists, probe, k, params):
         seg_dim, seg_len, seg_bits = self._seg_arrays
-        QW = np.ascontiguousarray(self.rotate(Q))
         CW = self._rotated_centroids(centroids)
-        return saq_scan(QW, CW, self.variance_bounds(QW, float(params["m"])), self._probe(probe, Q, QW, CW),
-                        readonly(lists.offsets), *self._packed(lists), readonly(lists.codes),
+        QW, msig, probes = probe.remember(("saq", probe.n, float(params["m"])), Q,
+                                          lambda: self._prepare(Q, CW, probe, params))
+        return saq_scan(QW, CW, msig, probes, readonly(lists.offsets), *self._packed(lists), readonly(lists.codes),
                         readonly(lists.factors), seg_dim, seg_len, seg_bits, 8 * self._seg_word, self.tail_dim,
                         self.metric == "l2", bool(params["prune"]), k)
+
+    def _prepare(self, Q, CW, probe, params):
+        """What a search needs of the queries alone: rotated, their variance bounds, their lists."""
+        QW = np.ascontiguousarray(self.rotate(Q))
+        return QW, self.variance_bounds(QW, float(params["m"])), self._probe(probe, Q, QW, CW)
 
     def _probe(self, probe, Q, QW, CW):
         """The lists to scan. For a few L2 queries they are found in the codec's PCA basis, which
