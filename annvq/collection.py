@@ -216,6 +216,17 @@ def concat_payloads(pieces: list[tuple[pa.Array | None, np.ndarray]]) -> pa.Larg
                              for p, rows in pieces])
 
 
+def carry(older: list[Part], newest: list[Part]) -> tuple[list[Part], list[Part]]:
+    """Move the last of ``older`` into ``newest`` while ``newest`` holds at least as many live
+    rows, as a binary counter carries: (what stays, what to merge). Applied on every append, n
+    appends leave O(log n) parts and copy each row O(log n) times."""
+    rows = sum(p.live for p in newest)
+    while older and rows >= older[-1].live:
+        rows += older[-1].live
+        newest.insert(0, older.pop())
+    return older, newest
+
+
 def exact_search(Q: np.ndarray, vectors: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force (reported distances, row positions) over raw vectors, through faiss's BLAS knn."""
     if metric == "l2":
@@ -413,18 +424,13 @@ class Collection:
         ids = ids.copy()
         state = self._state
         parts = self._kill(state.parts, ids)[0]
-        self._state = replace(state, parts=self._fold_buffer(parts + (Part(Segment.raw(ids, X, texts)),)),
-                              dirty=True)
+        # Every buffer chunk is brute-forced by a call of its own in each search: the new chunk
+        # takes in the ones before it as a binary counter carries (see `carry`).
+        persisted = [p for p in parts if p.segment.name is not None]
+        chunks, merged = carry([p for p in parts if p.segment.name is None], [Part(Segment.raw(ids, X, texts))])
+        new = merged[0] if len(merged) == 1 else Part(self._merge(None, merged))
+        self._state = replace(state, parts=(*persisted, *chunks, new), dirty=True)
         return len(ids)
-
-    def _fold_buffer(self, parts: tuple[Part, ...]) -> tuple[Part, ...]:
-        """Merge the newest buffer chunk into the one before while it is at least as large, as a
-        binary counter carries: every chunk is brute-forced by a call of its own in each search,
-        and n upserts now leave O(log n) chunks (a row is copied O(log n) times), not n."""
-        parts = list(parts)
-        while len(parts) >= 2 and parts[-2].segment.name is None and parts[-1].live >= parts[-2].live:
-            parts[-2:] = [Part(self._merge(None, parts[-2:]))]
-        return tuple(parts)
 
     @_writes
     def delete(self, ids) -> int:
@@ -503,13 +509,7 @@ class Collection:
         merged = [p for p in state.buffer if p.live]
         if not merged:
             return self._commit(replace(state, parts=state.persisted), [])
-        # Tiered, as a binary counter carries: the new segment takes in the newest persisted ones
-        # while it holds at least as many rows, so n persists leave O(log n) segments for a
-        # search to scan and a row is rewritten O(log n) times.
-        stay, rows = list(state.persisted), sum(p.live for p in merged)
-        while stay and rows >= stay[-1].live:
-            rows += stay[-1].live
-            merged.insert(0, stay.pop())
+        stay, merged = carry(list(state.persisted), merged)
         self._commit(replace(state, parts=tuple(stay)), [self._merge(state.model, merged)])
 
     @_writes

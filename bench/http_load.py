@@ -189,9 +189,12 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
         # Undo the round's writes: a clean shutdown persists them, and the next run should find
         # the collection as this one did.
         body = json.dumps({"ids": list(range(WRITER_ID_BASE, next_id))}).encode()
-        status, content = conn.request("POST", f"/v1/collections/{collection}/points/delete", body)
-        if status != 200:
-            write_errors.append(f"cleanup: {status} {content[:200]!r}")
+        try:
+            status, content = conn.request("POST", f"/v1/collections/{collection}/points/delete", body)
+            if status != 200:
+                write_errors.append(f"cleanup: {status} {content[:200]!r}")
+        except OSError as exc:
+            write_errors.append(f"cleanup: {exc!r}")
         conn.close()
 
     threads = [threading.Thread(target=client, args=(s,)) for s in range(clients)]
