@@ -198,13 +198,17 @@ def test_train_with_given_centroids_uses_them_and_checks_shape(small_data):
 
 
 def test_small_and_large_products_agree():
-    """linalg.matmul's one-thread kernel for a few rows equals BLAS."""
+    """linalg.matmul's one-thread kernel for a few rows equals BLAS, on dense and sparse rows
+    (it skips the rows of W that only zeros meet)."""
     from annvq.linalg import SMALL_ROWS, matmul
 
     rng = np.random.default_rng(0)
     W = rng.standard_normal((100, 130)).astype(np.float32)
     for n in (1, SMALL_ROWS, SMALL_ROWS + 1):
         X = rng.standard_normal((n, 100)).astype(np.float32)
+        np.testing.assert_allclose(matmul(X, W), X @ W, rtol=1e-4, atol=1e-4)
+        X[rng.random(X.shape) < 0.6] = 0  # some columns all zero, some rows zero in part
+        X[:, :10] = 0
         np.testing.assert_allclose(matmul(X, W), X @ W, rtol=1e-4, atol=1e-4)
     Wt = rng.standard_normal((130, 100)).astype(np.float32).T  # a transposed (strided) operand
     np.testing.assert_allclose(matmul(X[:2], Wt), X[:2] @ Wt, rtol=1e-4, atol=1e-4)
