@@ -190,8 +190,9 @@ class Index:
         ``nprobe`` lists are scanned per query (default 1). ``rerank=R`` re-scores the best k*R
         candidates exactly from kept vectors (0 turns it off). Codec-specific knobs (SAQ's ``m``)
         go in ``params``, as a dict or "nprobe=16,m=4". ``memo``, a dict passed to searches of one
-        float32 query array over several views of this model (`with_lists`) with the same
-        parameters, keeps their per-query work (probing; SAQ's rotation): done once, not per view.
+        query array over several views of this model (`with_lists`) with the same parameters,
+        keeps their per-query work (validation, cosine normalisation, probing, SAQ's rotation):
+        done once, not per view.
         """
         opts = parse_params(params)
         params_nprobe = opts.pop("nprobe", 1)
@@ -213,11 +214,13 @@ class Index:
             raise InvalidParameterError(
                 "rerank needs the raw vectors: build the index with keep_vectors=True or a ',Rerank' spec."
             )
-        Q = self._prepare(Q, "queries")
-        lists = self.lists  # one snapshot for the whole call
         probe = Probe(self.centroids_, self.codec_metric, nprobe,
                       None if self.nlist == 1 else self._coarse_for(self.centroids_),
                       {} if memo is None else memo)
+        # remembered too: views sharing a memo then get the same (for cosine, normalised) array,
+        # which the codecs' own memo entries are keyed on
+        Q = probe.remember("queries", Q, lambda: self._prepare(Q, "queries"))
+        lists = self.lists  # one snapshot for the whole call
         with at_most(len(Q)):
             scores, pos = self.codec.search(Q, self.centroids_, lists, probe, k * max(rerank, 1), codec_params)
             if rerank:

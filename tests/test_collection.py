@@ -398,12 +398,12 @@ def test_persists_merge_segments_as_a_binary_counter(tmp_path, data):
         assert col.count == 798 and col.stats()["segments"] == 1 and col.payloads([799]) == [{"i": 7}]
 
 
-@pytest.mark.parametrize("spec", ["IVF8,SAQ4", "IVF8,PQ8x4fs"])
-def test_segments_share_the_queries_rotation_and_probes(tmp_path, data, spec, monkeypatch):
-    """A search over several segments probes (and, for SAQ, rotates) each query once, and
-    returns what searching every segment afresh returns."""
+@pytest.mark.parametrize("spec, metric", [("IVF8,SAQ4", "l2"), ("IVF8,PQ8x4fs", "l2"), ("IVF8,SAQ4", "cosine")])
+def test_segments_share_the_queries_rotation_and_probes(tmp_path, data, spec, metric, monkeypatch):
+    """A search over several segments validates, normalises (cosine), probes and, for SAQ,
+    rotates each query once, and returns what searching every segment afresh returns."""
     X, Q = data
-    col = Collection.create(tmp_path / "c", DIM, spec=spec, train_threshold=1000)
+    col = Collection.create(tmp_path / "c", DIM, metric=metric, spec=spec, train_threshold=1000)
     for start, end in [(0, 1200), (1200, 1800), (1800, 2100)]:  # each smaller: three segments
         col.upsert(np.arange(start, end), X[start:end])
         col.persist()
@@ -414,8 +414,11 @@ def test_segments_share_the_queries_rotation_and_probes(tmp_path, data, spec, mo
     monkeypatch.setattr(Probe, "remember", lambda self, key, X, make: remember(
         self, key, X, lambda: made.append(key) or make()))
     shared = [col.search(q, 10, nprobe=4) for q in (Q[:1], Q[:20])]
-    # once per search, not per segment: PQ probes; SAQ prepares (and for a batch, probes inside)
-    assert made == ([("saq", 4, 4.0), ("saq", 4, 4.0), ("lists", 4)] if "SAQ" in spec else [("lists", 4)] * 2)
+    # once per search, not per segment: PQ probes; SAQ prepares, and probes inside except for a
+    # single L2 query (found in its own basis)
+    saq, lists = ("saq", 4, 4.0), ("lists", 4)
+    per_search = [[lists]] * 2 if "PQ" in spec else [[saq] if metric == "l2" else [saq, lists], [saq, lists]]
+    assert made == [key for keys in per_search for key in ("queries", *keys)]
     monkeypatch.setattr(Probe, "remember", lambda self, key, X, make: make())
     for q, (D, I) in zip((Q[:1], Q[:20]), shared):
         D2, I2 = col.search(q, 10, nprobe=4)
