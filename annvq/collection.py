@@ -495,14 +495,16 @@ class Collection:
         return ids, self._live_vectors(state), payloads
 
     @_writes
-    def persist(self) -> None:
+    def persist(self, *, train: bool = True) -> None:
         """Write the buffer as a new segment and the tombstones, then commit; durable on return.
 
         The new segment absorbs the newest segments no larger than it. Trains first once
-        ``count >= train_threshold`` (training persists everything).
+        ``count >= train_threshold`` (training persists everything), unless ``train=False``:
+        then untrained points are written raw and training waits for a later persist, so that a
+        shutdown takes the time of a write, not of a training.
         """
         state = self._state
-        if state.model is None and state.count >= self.train_threshold:
+        if train and state.model is None and state.count >= self.train_threshold:
             return self.train()
         if not state.dirty:
             return

@@ -38,7 +38,7 @@ WRITER_ID_BASE = 1 << 40    # writer ids never collide with the dataset's
 # Untimed queries first: the first couple of hundred searches after opening run slower (page
 # faults on the mapped files, thread pools starting), in-process and over HTTP alike.
 WARMUP_QUERIES = 200
-# Distinct query vectors cycled through, each encoded once (a body is ~14 KB of JSON at dim 784).
+# Distinct query vectors cycled through, each encoded once (a Fashion-MNIST body is ~3.8 KB of JSON).
 QUERY_BODIES = 1000
 # The idle gap between the paced in-process searches: about what one HTTP client leaves between two
 # searches. On this kind of VM a search after an idle millisecond runs up to twice as slow as one

@@ -57,12 +57,14 @@ class Registry:
 
     def close_all(self) -> None:
         """Close every collection, persisting first what a writable one holds only in memory: a
-        clean shutdown loses no acknowledged write (a crash loses what was not persisted)."""
+        clean shutdown loses no acknowledged write (a crash loses what was not persisted). It
+        does not train a collection that has passed its threshold: a training can outlast the
+        grace period a supervisor gives a stopping process, and a kill then would lose the writes."""
         with self._lock:
             for name, col in self._collections.items():
                 if not self.read_only:
                     try:
-                        col.persist()
+                        col.persist(train=False)
                     except Exception:
                         log.exception("collection %r: persisting at shutdown failed; its unpersisted "
                                       "writes are dropped", name)

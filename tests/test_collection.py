@@ -308,9 +308,11 @@ def test_training_auto_explicit_and_retrain_rules(tmp_path, data):
     col.upsert(np.arange(999), X[:999])
     col.persist()
     assert not col.is_trained
-    col.upsert([999], X[999:1000])
+    col.upsert([999, 1000], X[999:1001])
+    col.persist(train=False)  # past the threshold, written raw: training waits for the next persist
+    assert not col.is_trained and col.stats()["segments"] == 2 and col.stats()["buffered"] == 0
     col.persist()
-    assert col.is_trained and col.stats()["segments"] == 1
+    assert col.is_trained and col.stats()["segments"] == 1 and col.count == 1001
     col.close()
     col = Collection.create(tmp_path / "b", DIM, spec="IVF8,Flat", store_vectors=False, train_threshold=5000)
     col.upsert(np.arange(300), X[:300])

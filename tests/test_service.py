@@ -472,12 +472,14 @@ def test_restart_keeps_every_persisted_point(restarted):
 
 
 def test_clean_shutdown_persists_acknowledged_writes(tmp_path, data):
-    """Writes nobody persisted survive a SIGTERM: the server persists them on the way down."""
+    """Writes nobody persisted survive a SIGTERM: the server persists them on the way down,
+    without the training that a persist past the threshold would start."""
     X, _ = data
     data_dir = tmp_path / "data"
     with running_server(data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
         wait_ready(client)
-        assert client.put("/v1/collections/w", json={"dim": DIM, "spec": "IVF4,Flat"}).status_code == 201
+        r = client.put("/v1/collections/w", json={"dim": DIM, "spec": "IVF4,Flat", "train_threshold": 20})
+        assert r.status_code == 201
         for start in range(0, 30, 10):
             r = client.put("/v1/collections/w/points", json={"ids": list(range(start, start + 10)),
                                                             "vectors": X[start:start + 10].tolist()})
@@ -485,7 +487,7 @@ def test_clean_shutdown_persists_acknowledged_writes(tmp_path, data):
         assert client.post("/v1/collections/w/points/delete", json={"ids": [3]}).status_code == 200
         assert client.get("/v1/collections/w").json()["count"] == 29
     with Collection.open(data_dir / "w", read_only=True) as col:
-        assert col.count == 29 and [p.id for p in col.get([2, 3, 29])] == [2, 29]
+        assert col.count == 29 and [p.id for p in col.get([2, 3, 29])] == [2, 29] and not col.is_trained
         np.testing.assert_array_equal(col.get([29])[0].vector, X[29])
 
 
