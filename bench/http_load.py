@@ -31,6 +31,7 @@ use_server_threads()
 
 import httpx  # noqa: E402  (after the thread settings, see above)
 import numpy as np  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 WRITER_BATCH = 100          # vectors per upsert request
 WRITER_INTERVAL_S = 0.1     # pause between upserts: ~1000 vectors/s, a steady ingest, not a flood
@@ -129,11 +130,12 @@ def _percentiles(seconds: list[float]) -> dict:
 
 def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: int = 4,
                   duration_s: float = 20.0, max_requests: int = 20_000, writer: bool = False,
-                  nprobe: int = 16, k: int = 10, api_key: str | None = None) -> dict:
+                  nprobe: int = 16, k: int = 10, api_key: str | None = None, label: str = "queries",
+                  quiet: bool = False) -> dict:
     """`clients` threads, one keep-alive connection each, POST /query with the rows of `queries`
     in turn until `duration_s` passes or `max_requests` were sent in all. With `writer`, one more
     thread upserts batches of perturbed query vectors under fresh ids meanwhile, and deletes
-    them when the round ends."""
+    them when the round ends. A progress bar named `label` counts the requests unless `quiet`."""
     path = f"/v1/collections/{collection}/query"
     bodies = query_bodies(queries, nprobe=nprobe, k=k)
     lock = threading.Lock()
@@ -142,6 +144,8 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
     errors: list[str] = []
     stop = threading.Event()
     deadline = time.perf_counter() + duration_s
+
+    bar = tqdm(total=max_requests, desc=label, unit="req", leave=False, disable=quiet or None)
 
     def client(slot: int) -> None:
         nonlocal sent
@@ -152,6 +156,7 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
                 if sent >= max_requests:
                     break
                 sent += 1
+                bar.update()  # before the clock starts: tqdm's own time is not timed
             body = bodies[i % len(bodies)]
             start = time.perf_counter()
             try:
@@ -206,6 +211,7 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
     for t in threads[:clients]:
         t.join()
     elapsed = time.perf_counter() - began
+    bar.close()
     stop.set()
     for t in threads[clients:]:
         t.join()
@@ -281,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="Single-vector searches timed in-process (skipped with --url).")
     p.add_argument("--api-key", default=None)
     p.add_argument("--out", type=Path, help="Also write the results as JSON here.")
+    p.add_argument("-q", "--quiet", action="store_true", help="No progress bars; only the results.")
     args = p.parse_args(argv)
 
     from bench.datasets import info
@@ -316,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.url is None:
                 wait_ready(c, timeout_s=600)
         run_http_load(url, args.collection, queries, clients=1, duration_s=args.duration,  # warm-up
-                      max_requests=WARMUP_QUERIES, nprobe=args.nprobe, k=args.k, api_key=args.api_key)
+                      max_requests=WARMUP_QUERIES, nprobe=args.nprobe, k=args.k, api_key=args.api_key,
+                      label="warm-up", quiet=args.quiet)
         results["healthz"] = ping_latency(url, api_key=args.api_key)
         print("GET /healthz:", json.dumps(results["healthz"]), flush=True)
         # one client first: its p50 against the in-process p50 is the cost of HTTP itself
@@ -325,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         for label, (clients, writer) in runs.items():
             r = run_http_load(url, args.collection, queries, clients=clients, duration_s=args.duration,
                               max_requests=args.max_requests, writer=writer, nprobe=args.nprobe, k=args.k,
-                              api_key=args.api_key)
+                              api_key=args.api_key, label=label, quiet=args.quiet)
             results[label] = r
             print(f"{label}:", json.dumps(r), flush=True)
         if "one_client" in results and "inprocess" in results:

@@ -145,8 +145,9 @@ def error_cmd(dataset, methods, bits, nlist, nprobe, queries, threads, seed, out
 @click.option("--writer", is_flag=True, help="Only the run with one writer upserting meanwhile.")
 @click.option("--api-key", default=None, help="The server's API key, if it has one.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the results as JSON.")
+@quiet_option
 def http_cmd(url, data_dir, collection, spec, clients, duration, max_requests, nprobe, k, writer,
-             api_key, out):
+             api_key, out, quiet):
     """Query throughput and p50/p99 latency over HTTP, alone and with one writer."""
     from bench import http_load
 
@@ -156,4 +157,4 @@ def http_cmd(url, data_dir, collection, spec, clients, duration, max_requests, n
     for flag, value in (("--url", url), ("--api-key", api_key), ("--out", out)):
         if value is not None:
             argv += [flag, value]
-    http_load.main(argv + (["--writer"] if writer else []))
+    http_load.main(argv + (["--writer"] if writer else []) + (["--quiet"] if quiet else []))
