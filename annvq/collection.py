@@ -24,16 +24,16 @@ from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
-import pyarrow as pa
 
 from .errors import (CollectionClosedError, CollectionExistsError, CollectionNotFoundError,
                      CorruptFileError, InvalidParameterError, ReadOnlyError)
 from .index import Index
 from .ivf import InvertedLists
+from .segments import Part, Segment, State, carry, concat_payloads, encode_payloads
 from .spec import parse_spec
 from .storage import arrow, manifest
 from .storage.lock import WriterLock
-from .validation import as_ids, as_vectors, check_int, check_metric, normalize_rows
+from .validation import as_vectors, check_ids, check_int, check_metric, normalize_rows
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ TRAIN_SAMPLE = 200_000
 KEEP_VERSIONS = 3
 #: files at most this large are checksummed on open too (manifest, model, tombstones)
 HASH_ON_OPEN = 64 << 20
-INT64_MAX = np.iinfo(np.int64).max
 
 
 def default_train_threshold(nlist: int) -> int:
@@ -58,173 +57,6 @@ class Point:
     id: int
     vector: np.ndarray | None = None
     payload: dict | None = None
-
-
-# --- segments ----------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class Segment:
-    """Immutable rows: raw vectors (before training, and the buffer) or encoded IVF lists.
-
-    ``id_order`` sorts the ids, so ``find`` is a binary search on (possibly mapped) arrays and
-    opening needs no index build. ``name`` is the file once persisted, None while in memory.
-    """
-
-    ids: np.ndarray
-    id_order: np.ndarray
-    vectors: np.ndarray | None
-    lists: InvertedLists | None
-    payloads: pa.LargeStringArray | None
-    name: str | None = None
-
-    @property
-    def rows(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def raw(cls, ids, vectors, payloads) -> "Segment":
-        return cls(ids, np.argsort(ids, kind="stable"), vectors, None, payloads)
-
-    @classmethod
-    def encoded(cls, lists: InvertedLists, src_ids: np.ndarray, src_payloads) -> "Segment":
-        """Wrap lists built from rows given as (src_ids, src_payloads), re-ordering the payloads."""
-        order = np.argsort(lists.ids, kind="stable")
-        payloads = None
-        if src_payloads is not None:
-            src_order = np.argsort(src_ids, kind="stable")
-            rows = src_order[np.searchsorted(src_ids, lists.ids, sorter=src_order)]
-            payloads = src_payloads.take(pa.array(rows))
-        return cls(lists.ids, order, lists.vectors, lists, payloads)
-
-    def find(self, ids: np.ndarray) -> np.ndarray:
-        """Row of every id, -1 where absent (ids are unique within a segment)."""
-        if self.rows == 0:
-            return np.full(len(ids), -1, np.int64)
-        pos = np.minimum(np.searchsorted(self.ids, ids, sorter=self.id_order), self.rows - 1)
-        rows = self.id_order[pos]
-        return np.where(self.ids[rows] == ids, rows, -1)
-
-    def arrays(self) -> dict:
-        out = {"ids": self.ids, "id_order": self.id_order}
-        if self.vectors is not None:
-            out["vectors"] = self.vectors
-        if self.lists is not None:
-            out.update(offsets=self.lists.offsets, codes=self.lists.codes, factors=self.lists.factors)
-        if self.payloads is not None:
-            out["payloads"] = self.payloads
-        return out
-
-    @classmethod
-    def from_arrays(cls, a: dict, name: str) -> "Segment":
-        lists = None
-        if "codes" in a:
-            lists = InvertedLists(a["offsets"], a["ids"], a["codes"], a["factors"], a.get("vectors"))
-        return cls(a["ids"], a["id_order"], a.get("vectors"), lists, a.get("payloads"), name)
-
-
-@dataclass(frozen=True, eq=False)
-class Part:
-    """A segment and its tombstones (bool mask, copied on write; None when nothing is deleted)."""
-
-    segment: Segment
-    deleted: np.ndarray | None = None
-    n_deleted: int = 0
-
-    @property
-    def live(self) -> int:
-        return self.segment.rows - self.n_deleted
-
-    def live_rows(self) -> np.ndarray:
-        return np.arange(self.segment.rows) if self.deleted is None else np.flatnonzero(~self.deleted)
-
-    def find_live(self, ids: np.ndarray) -> np.ndarray:
-        rows = self.segment.find(ids)
-        if self.deleted is not None:
-            rows[(rows >= 0) & self.deleted[np.maximum(rows, 0)]] = -1
-        return rows
-
-    def kill(self, rows: np.ndarray) -> "Part":
-        deleted = np.zeros(self.segment.rows, bool) if self.deleted is None else self.deleted.copy()
-        deleted[rows] = True
-        return Part(self.segment, deleted, int(deleted.sum()))
-
-
-@dataclass(frozen=True)
-class State:
-    """One consistent snapshot: what a search sees from start to end."""
-
-    model: Index | None
-    parts: tuple[Part, ...]  # persisted segments first, then buffer chunks (name None)
-    manifest: dict
-    dirty: bool = False
-    mapped_bytes: int = 0
-
-    @property
-    def count(self) -> int:
-        return sum(p.live for p in self.parts)
-
-    @property
-    def persisted(self) -> tuple[Part, ...]:
-        return tuple(p for p in self.parts if p.segment.name is not None)
-
-    @property
-    def buffer(self) -> tuple[Part, ...]:
-        return tuple(p for p in self.parts if p.segment.name is None)
-
-
-# --- input checks ------------------------------------------------------------------------------
-def check_ids(ids, n: int | None = None, *, unique: bool = True) -> np.ndarray:
-    """int64 ids in [0, 2**63 - 1] (-1 is reserved for "no result"); integral floats are accepted."""
-    arr = np.atleast_1d(np.asarray(ids))
-    kind = arr.dtype.kind if arr.size else "i"
-    bad = arr.dtype == object or arr.ndim != 1 or kind not in "iuf"
-    if not bad and kind == "f":
-        bad = not (np.isfinite(arr) & (arr >= 0) & (arr < 2.0 ** 63) & (arr == np.round(arr))).all()
-    if not bad and kind == "u":
-        bad = arr.max() > INT64_MAX
-    if not bad:
-        arr = as_ids(arr, len(arr) if n is None else n) if unique else arr.astype(np.int64)
-        bad = arr.size and arr.min() < 0
-    if bad:
-        shown = np.asarray(ids, dtype=object).ravel()[:4].tolist()
-        raise InvalidParameterError(f"ids must be a 1-D list of integers in [0, {INT64_MAX}]; got {shown}...")
-    return arr
-
-
-def encode_payloads(payloads, n: int) -> pa.LargeStringArray | None:
-    """JSON strings (null for None) for n points; refuses non-dicts and non-JSON values."""
-    if payloads is None:
-        return None
-    if isinstance(payloads, (dict, str, bytes)) or not hasattr(payloads, "__len__") or len(payloads) != n:
-        raise InvalidParameterError(
-            f"payloads must be a list of {n} dicts (or None); got {type(payloads).__name__}.")
-    texts = []
-    for i, p in enumerate(payloads):
-        if p is not None and not isinstance(p, dict):
-            raise InvalidParameterError(f"payloads[{i}] must be a dict or None; got {type(p).__name__}.")
-        try:
-            texts.append(None if p is None else json.dumps(p, allow_nan=False, separators=(",", ":")))
-        except (TypeError, ValueError) as exc:
-            raise InvalidParameterError(f"payloads[{i}] is not JSON-serialisable: {exc}.") from None
-    return None if all(t is None for t in texts) else pa.array(texts, pa.large_string())
-
-
-def concat_payloads(pieces: list[tuple[pa.Array | None, np.ndarray]]) -> pa.LargeStringArray | None:
-    """Payloads of selected rows of several segments, nulls where a segment has none."""
-    if all(p is None for p, _ in pieces):
-        return None
-    return pa.concat_arrays([pa.nulls(len(rows), pa.large_string()) if p is None else p.take(pa.array(rows))
-                             for p, rows in pieces])
-
-
-def carry(older: list[Part], newest: list[Part]) -> tuple[list[Part], list[Part]]:
-    """Move the last of ``older`` into ``newest`` while ``newest`` holds at least as many live
-    rows, as a binary counter carries: (what stays, what to merge). Applied on every append, n
-    appends leave O(log n) parts and copy each row O(log n) times."""
-    rows = sum(p.live for p in newest)
-    while older and rows >= older[-1].live:
-        rows += older[-1].live
-        newest.insert(0, older.pop())
-    return older, newest
 
 
 def exact_search(Q: np.ndarray, vectors: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:

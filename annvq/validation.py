@@ -9,6 +9,7 @@ import numpy as np
 from .errors import DimensionMismatchError, InvalidParameterError, InvalidVectorsError
 
 METRICS = ("l2", "ip", "cosine")
+INT64_MAX = np.iinfo(np.int64).max
 
 
 def check_metric(metric: str) -> str:
@@ -85,3 +86,21 @@ def normalize_rows(X: np.ndarray, *, name: str = "X") -> np.ndarray:
         bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
         raise InvalidVectorsError(f"{name} row {bad} is a zero vector, which has no cosine direction.")
     return np.ascontiguousarray(X / norms, dtype=np.float32)
+
+
+def check_ids(ids, n: int | None = None, *, unique: bool = True) -> np.ndarray:
+    """int64 ids in [0, 2**63 - 1] (-1 is reserved for "no result"); integral floats are accepted."""
+    arr = np.atleast_1d(np.asarray(ids))
+    kind = arr.dtype.kind if arr.size else "i"
+    bad = arr.dtype == object or arr.ndim != 1 or kind not in "iuf"
+    if not bad and kind == "f":
+        bad = not (np.isfinite(arr) & (arr >= 0) & (arr < 2.0 ** 63) & (arr == np.round(arr))).all()
+    if not bad and kind == "u":
+        bad = arr.max() > INT64_MAX
+    if not bad:
+        arr = as_ids(arr, len(arr) if n is None else n) if unique else arr.astype(np.int64)
+        bad = arr.size and arr.min() < 0
+    if bad:
+        shown = np.asarray(ids, dtype=object).ravel()[:4].tolist()
+        raise InvalidParameterError(f"ids must be a 1-D list of integers in [0, {INT64_MAX}]; got {shown}...")
+    return arr
