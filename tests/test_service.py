@@ -322,8 +322,10 @@ def test_load_generator_client_and_rounds(server, data):
     answers of every kind, and a round counts requests and errors."""
     with warnings.catch_warnings():  # its thread settings are for a process of its own
         warnings.simplefilter("ignore")
-        from bench.http_load import Connection, run_http_load
+        from bench.http_load import WRITER_BATCH, Connection, run_http_load, upsert_blocks, upsert_body
     client, _ = server
+    upsert = json.loads(upsert_body(7, upsert_blocks(data[1])[1]))  # the writer's body, assembled
+    assert upsert["ids"] == list(range(7, 7 + WRITER_BATCH)) and np.asarray(upsert["vectors"]).shape == (WRITER_BATCH, DIM)
     url = str(client.base_url)
     conn = Connection(url)
     status, body = conn.request("GET", "/healthz")
