@@ -1,7 +1,8 @@
 """Collection against a dict of id -> (vector, payload) under random sequences of upserts, deletes,
-persists (training or not), compactions and reopenings: every step's state must equal the model's,
-through get, count, exact search and a search that probes every list (exact for a Flat model).
-A reopening drops what was not persisted (with a warning), so the model keeps its durable copy."""
+persists (training or not), compactions, snapshots and reopenings: every step's state must equal
+the model's through get, count, exact search and a search that probes every list (exact for a
+Flat model). A reopening drops what was not persisted (with a warning), so the model keeps its
+durable copy."""
 
 import shutil
 import tempfile
@@ -30,7 +31,8 @@ class CollectionModel(RuleBasedStateMachine):
         # trains once 24 points are persisted: sequences cross the threshold both ways
         self.col = Collection.create(self.path, DIM, spec=f"IVF{NLIST},Flat", train_threshold=24)
         self.model: dict[int, tuple[np.ndarray, dict]] = {}
-        self.durable = {}  # the model as of the last persist or compaction
+        self.durable = {}  # the model as of the last persist, compaction or snapshot
+        self.snapshots = 0
         self.queries = vectors(12345, 3)
 
     def teardown(self):
@@ -62,6 +64,16 @@ class CollectionModel(RuleBasedStateMachine):
     def compact(self):
         self.col.compact()
         self.durable = dict(self.model)
+
+    @rule()
+    def snapshot(self):
+        """A snapshot persists first, and opens as an equal, verified collection."""
+        self.snapshots += 1
+        info = self.col.snapshot(f"{self.dir}/snap{self.snapshots}")
+        self.durable = dict(self.model)
+        with Collection.open(info["path"], read_only=True) as snap:
+            assert snap.verify() == [] and snap.count == len(self.model)
+            assert sorted(p.id for p in snap.get(list(range(41)), with_vectors=False)) == sorted(self.model)
 
     @rule()
     def reopen(self):
