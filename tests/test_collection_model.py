@@ -16,7 +16,8 @@ from annvq import Collection
 
 DIM = 8
 NLIST = 4
-IDS = st.integers(0, 40)
+MAX_ID = 40
+IDS = st.integers(0, MAX_ID)
 
 
 def vectors(seed: int, n: int) -> np.ndarray:
@@ -73,7 +74,7 @@ class CollectionModel(RuleBasedStateMachine):
         self.durable = dict(self.model)
         with Collection.open(info["path"], read_only=True) as snap:
             assert snap.verify() == [] and snap.count == len(self.model)
-            assert sorted(p.id for p in snap.get(list(range(41)), with_vectors=False)) == sorted(self.model)
+            assert sorted(p.id for p in snap.get(list(range(MAX_ID + 1)), with_vectors=False)) == sorted(self.model)
 
     @rule()
     def reopen(self):
@@ -84,7 +85,7 @@ class CollectionModel(RuleBasedStateMachine):
     @invariant()
     def count_and_points_match(self):
         assert self.col.count == len(self.model)
-        asked = list(range(41))
+        asked = list(range(MAX_ID + 1))
         got = {p.id: p for p in self.col.get(asked)}
         assert set(got) == set(self.model)
         for pid, (x, payload) in self.model.items():
