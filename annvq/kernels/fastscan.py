@@ -172,21 +172,24 @@ def subset_sum_tables(q, start, length, qtable, sums):
     Returns (sum_g lo_g, Delta) and writes sum(q) and ||q||^2 over the range to ``sums``.
     """
     zero = np.float32(0.0)
-    span = total = squares = zero
-    for g in range(start, start + length, 4):
-        q0, q1, q2, q3 = q[g], q[g + 1], q[g + 2], q[g + 3]
-        span = max(span, abs(q0) + abs(q1) + abs(q2) + abs(q3))
-        total += (q0 + q1) + (q2 + q3)
-        squares += (q0 * q0 + q1 * q1) + (q2 * q2 + q3 * q3)
+    # A zero-based view: numba wraps negative indices, and for a loop from a runtime start that
+    # check on every load keeps LLVM from vectorising it (a plain sum runs about 10x slower).
+    x = q[start:start + length]
+    total = squares = bias = zero
+    for i in range(length):  # plain reductions, vectorised
+        total += x[i]
+        squares += x[i] * x[i]
+        bias += min(x[i], zero)
     sums[0], sums[1] = total, squares
+    span = zero
+    for g in range(0, length, 4):
+        span = max(span, abs(x[g]) + abs(x[g + 1]) + abs(x[g + 2]) + abs(x[g + 3]))
     step = span / np.float32(255.0) if span > 0 else np.float32(1.0)
     inv = np.float32(1.0) / step
-    bias = zero
-    for g in range(start, start + length, 4):
-        q0, q1, q2, q3 = q[g], q[g + 1], q[g + 2], q[g + 3]
+    for g in range(0, length, 4):
+        q0, q1, q2, q3 = x[g], x[g + 1], x[g + 2], x[g + 3]
         lo = min(q0, zero) + min(q1, zero) + min(q2, zero) + min(q3, zero)
-        bias += lo
-        row = qtable[g // 4]
+        row = qtable[(start + g) // 4]
         for e in range(16):
             v = (q0 if e & 1 else zero) + (q1 if e & 2 else zero) + (q2 if e & 4 else zero) + (q3 if e & 8 else zero)
             row[e] = np.uint8(np.int32((v - lo) * inv + np.float32(0.5)))

@@ -48,8 +48,9 @@ def segment_sigmas(QW, seg_dim, seg_len, maps, map_offsets, means, m):
         for s in range(S):
             a, L = seg_dim[s], seg_len[s]
             M = maps[map_offsets[s]:map_offsets[s + 1]]
+            m_s = means[a:a + L]
             for j in range(L):
-                y[j] = -means[a + j]
+                y[j] = -m_s[j]
             for i in range(L):
                 x = QW[qi, a + i]
                 row = M[i * L:(i + 1) * L]
@@ -123,8 +124,9 @@ def saq_scan(QW, CW, msig, probes, offsets, block_offsets, packed, lane_norms, c
                 for i in range(D):
                     qt[i] = QW[qi, i] - CW[lst, i]
                 base = zero
-                for i in range(tail_dim, D):
-                    base += qt[i] * qt[i]
+                tail = qt[tail_dim:]  # zero-based: see fastscan.subset_sum_tables
+                for i in range(tail.shape[0]):
+                    base += tail[i] * tail[i]
             else:
                 qt[:] = QW[qi]
                 base = -dot(QW[qi], CW[lst])
