@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import socket
 import threading
 import time
@@ -162,6 +163,7 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
     lock = threading.Lock()
     sent = 0
     latencies: list[list[float]] = [[] for _ in range(clients)]
+    handler: list[list[float]] = [[] for _ in range(clients)]  # the took_ms each answer reports
     errors: list[str] = []
     stop = threading.Event()
     deadline = time.perf_counter() + duration_s
@@ -185,8 +187,11 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
             except OSError as exc:
                 status, content = None, repr(exc).encode()
             latencies[slot].append(time.perf_counter() - start)
-            if status != 200 or len(json.loads(content)["ids"]) != k:
+            answer = json.loads(content) if status == 200 else {}
+            ok = len(answer.get("ids", ())) == k
+            if not ok:
                 errors.append(f"{status} {content[:200]!r}")
+            handler[slot].append(answer["took_ms"] / 1e3 if ok else math.nan)
             i += clients
         conn.close()
 
@@ -233,9 +238,15 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
     for t in threads[clients:]:
         t.join()
     all_lat = [x for per in latencies for x in per]
+    took = np.array([x for per in handler for x in per])
+    answered = ~np.isnan(took)
+    # the round trip less the handler's own time (parse, search, hits): what the framework, the
+    # thread hops and the loopback take
+    outside = (np.array(all_lat) - took)[answered].tolist()
     out = {"clients": clients, "writer": writer, "nprobe": nprobe, "k": k, "requests": len(all_lat),
            "errors": len(errors), "seconds": round(elapsed, 2), "qps": round(len(all_lat) / elapsed, 1),
-           **_percentiles(all_lat), "first_errors": errors[:3]}
+           **_percentiles(all_lat), "handler_p50_ms": _percentiles(took[answered].tolist())["p50_ms"],
+           "outside_handler_p50_ms": _percentiles(outside)["p50_ms"], "first_errors": errors[:3]}
     if writer:
         out["upserts"] = {"requests": len(writes), "vectors": len(writes) * WRITER_BATCH,
                           "errors": len(write_errors), **_percentiles(writes), "first_errors": write_errors[:3]}

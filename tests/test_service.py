@@ -338,8 +338,11 @@ def test_load_generator_client_and_rounds(server, data):
     conn.close()
     ok = run_http_load(url, "saq", data[1], clients=2, duration_s=60, max_requests=40, nprobe=4, k=5)
     assert (ok["requests"], ok["errors"]) == (40, 0) and 0 < ok["p50_ms"] <= ok["p99_ms"]
+    # the split of the round trip: the handler's own time (took_ms) and the rest, both within it
+    assert 0 < ok["handler_p50_ms"] < ok["p50_ms"] and 0 < ok["outside_handler_p50_ms"] < ok["p50_ms"]
     missing = run_http_load(url, "nope", data[1], clients=2, duration_s=60, max_requests=10, nprobe=4, k=5)
     assert missing["errors"] == missing["requests"] == 10 and "404" in missing["first_errors"][0]
+    assert missing["handler_p50_ms"] is None  # no answer to split
     before = client.get("/v1/collections/flat").json()["count"]
     mixed = run_http_load(url, "flat", data[1], clients=1, duration_s=0.5, max_requests=10**6, writer=True, k=5)
     assert mixed["errors"] == 0 and mixed["upserts"]["errors"] == 0 and mixed["upserts"]["requests"] >= 1
