@@ -8,8 +8,8 @@ Build-time choices live here; search-time knobs (nprobe, rerank factor) do not.
 
 from __future__ import annotations
 
-import re
 import functools
+import re
 from dataclasses import dataclass
 
 from .errors import InvalidSpecError

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import socket
@@ -201,8 +202,10 @@ def run_http_load(url: str, collection: str, queries: np.ndarray, *, clients: in
     def write() -> None:
         next_id = WRITER_ID_BASE
         conn = Connection(url, api_key)
-        while not stop.is_set() and time.perf_counter() < deadline:
-            body = upsert_body(next_id, blocks[(next_id - WRITER_ID_BASE) // WRITER_BATCH % len(blocks)])
+        for block in itertools.cycle(blocks):
+            if stop.is_set() or time.perf_counter() >= deadline:
+                break
+            body = upsert_body(next_id, block)
             start = time.perf_counter()
             try:
                 status, content = conn.request("PUT", f"/v1/collections/{collection}/points", body)
