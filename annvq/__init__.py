@@ -3,14 +3,16 @@
 from .collection import Collection, Point
 from .errors import (AnnvqError, DimensionMismatchError, InvalidFileError, InvalidParameterError,
                      InvalidSpecError, InvalidVectorsError, NotTrainedError)
+from .hits import Hits
 from .index import Index
 from .ivf import InvertedLists
+from .plan import SearchPlan
 from .spec import IndexSpec, parse_spec
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnnvqError", "Collection", "DimensionMismatchError", "Index", "IndexSpec", "InvalidFileError",
+    "AnnvqError", "Collection", "DimensionMismatchError", "Hits", "Index", "IndexSpec", "InvalidFileError",
     "InvalidParameterError", "InvalidSpecError", "InvalidVectorsError", "InvertedLists",
-    "NotTrainedError", "Point", "parse_spec", "__version__",
+    "NotTrainedError", "Point", "SearchPlan", "parse_spec", "__version__",
 ]

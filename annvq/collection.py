@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import threading
 from dataclasses import dataclass, replace
 
@@ -26,14 +25,19 @@ import faiss
 import numpy as np
 
 from .errors import (CollectionClosedError, CollectionExistsError, CollectionNotFoundError,
-                     CorruptFileError, InvalidParameterError, ReadOnlyError)
+                     InvalidParameterError, ReadOnlyError)
+from .hits import Hits
 from .index import Index
 from .ivf import InvertedLists
+from .kernels.config import readonly
+from .kernels.driver import WORST
+from .kernels.flat import ivf_flat_scan
+from .plan import SearchPlan
 from .segments import Part, Segment, State, carry, concat_payloads, encode_payloads
 from .spec import parse_spec
-from .storage import arrow, manifest
+from .storage import layout, manifest, snapshot
 from .storage.lock import WriterLock
-from .validation import as_vectors, check_ids, check_int, check_metric, normalize_rows
+from .validation import check_ids, check_int, check_metric, metric_vectors
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,6 @@ log = logging.getLogger(__name__)
 TRAIN_SAMPLE = 200_000
 #: committed versions kept on disk for readers that still map older files
 KEEP_VERSIONS = 3
-#: files at most this large are checksummed on open too (manifest, model, tombstones)
-HASH_ON_OPEN = 64 << 20
 
 
 def default_train_threshold(nlist: int) -> int:
@@ -59,13 +61,18 @@ class Point:
     payload: dict | None = None
 
 
-def exact_search(Q: np.ndarray, vectors: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force (reported distances, row positions) over raw vectors, through faiss's BLAS knn."""
-    if metric == "l2":
-        D, I = faiss.knn(Q, vectors, k, metric=faiss.METRIC_L2)
-        return np.sqrt(np.maximum(D, 0)).astype(np.float32), I.astype(np.int64)
-    D, I = faiss.knn(Q, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
-    return D.astype(np.float32), I.astype(np.int64)
+def exact_scan(plan: SearchPlan, vectors: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force (raw scores, rows) of the plan over raw vectors: faiss's BLAS knn when every
+    row is live, else the flat kernel over one list of every row, skipping rows outside ``live``."""
+    Q, k, l2 = plan.queries, plan.k, plan.metric == "l2"
+    if not len(live):
+        D, I = faiss.knn(Q, vectors, k, metric=faiss.METRIC_L2 if l2 else faiss.METRIC_INNER_PRODUCT)
+        scores = np.where(I < 0, WORST, D if l2 else -D).astype(np.float32)
+        return scores, I.astype(np.int64)
+    norms = np.einsum("ij,ij->i", vectors, vectors) if l2 else np.zeros(0, np.float32)
+    one_list = np.zeros((len(Q), 1), np.int64)
+    return ivf_flat_scan(Q, one_list, readonly(np.array([0, len(vectors)], np.int64)), readonly(vectors),
+                         readonly(norms), np.float32(-2.0 if l2 else -1.0), live, k)
 
 
 def _writes(method):
@@ -94,6 +101,9 @@ class Collection:
         self._lock = lock
         self._write_lock = threading.RLock()
         self.keep_versions = keep_versions
+        # validates searches before training (the trained model does it after)
+        self._blank = Index(config["dim"], config["spec"], config["metric"],
+                            keep_vectors=config["store_vectors"], seed=config["seed"])
 
     # --- life cycle ----------------------------------------------------------------------
     @classmethod
@@ -120,10 +130,8 @@ class Collection:
         lock = WriterLock(path)
         config = {"dim": dim, "metric": metric, "spec": str(parse_spec(spec)),
                   "store_vectors": bool(store_vectors), "train_threshold": threshold, "seed": seed}
-        body = {"version": 1, "collection": config, "model": None, "segments": [], "tombstones": None,
-                "files": {}, "next_seq": 1}
         try:
-            body = manifest.commit(path, body)
+            body = manifest.commit(path, layout.empty_body(config))
         except BaseException:
             lock.release()
             raise
@@ -138,7 +146,7 @@ class Collection:
             raise CollectionNotFoundError(f"No collection at {path} (no CURRENT or MANIFEST file).")
         lock = None if read_only else WriterLock(path)
         try:
-            state = cls._load(path)
+            state = layout.read_state(path)
             if lock is not None:
                 manifest.collect_garbage(path, keep_versions)  # stray temp files of a crashed writer
         except BaseException:
@@ -147,50 +155,6 @@ class Collection:
             raise
         return cls(path, state.manifest["collection"], state, read_only=read_only, lock=lock,
                    keep_versions=keep_versions)
-
-    @classmethod
-    def _load(cls, path: str) -> State:
-        # A concurrent writer may commit and collect the files of the manifest being read:
-        # retry while CURRENT keeps moving.
-        for attempt in range(5):
-            current = manifest.read_current(path)
-            try:
-                return cls._load_manifest(path, manifest.load(path))
-            except CorruptFileError:
-                if attempt == 4 or manifest.read_current(path) == current:
-                    raise
-
-    @classmethod
-    def _load_manifest(cls, path: str, body: dict) -> State:
-        files = body["files"]
-        manifest.check_sizes(path, files)
-        for name in [body["model"], body["tombstones"]]:
-            small = name and files[name]["size"] <= HASH_ON_OPEN
-            if small and manifest.sha256_file(os.path.join(path, name)) != files[name]["sha256"]:
-                raise CorruptFileError(f"{os.path.join(path, name)} fails its sha256 check: the file is damaged.")
-        model = None
-        if body["model"]:
-            arrays, _, extra = arrow.read_arrays(os.path.join(path, body["model"]))
-            model = Index.from_state(extra["model"], arrays)
-        parts = []
-        for entry in body["segments"]:
-            arrays, _, _ = arrow.read_arrays(os.path.join(path, entry["file"]))
-            segment = Segment.from_arrays(arrays, entry["file"])
-            if segment.rows != entry["rows"]:
-                raise CorruptFileError(
-                    f"{entry['file']} holds {segment.rows} rows; the manifest says {entry['rows']}.")
-            parts.append(Part(segment))
-        if body["tombstones"]:
-            arrays, _, _ = arrow.read_arrays(os.path.join(path, body["tombstones"]))
-            # rows of every segment named in "tombstone_segments", concatenated; counts split them
-            index = {p.segment.name: i for i, p in enumerate(parts)}
-            bounds = np.concatenate([[0], np.cumsum(arrays["counts"])])
-            if len(bounds) != len(body["tombstone_segments"]) + 1 or bounds[-1] != len(arrays["rows"]):
-                raise CorruptFileError(f"{body['tombstones']} does not match the manifest's tombstone list.")
-            for j, name in enumerate(body["tombstone_segments"]):
-                i = index[name]
-                parts[i] = parts[i].kill(arrays["rows"][bounds[j]:bounds[j + 1]])
-        return State(model, tuple(parts), body, mapped_bytes=sum(e["size"] for e in files.values()))
 
     def close(self) -> None:
         """Release the writer lock and the mapped files; unpersisted changes are dropped (logged)."""
@@ -241,8 +205,7 @@ class Collection:
 
     # --- input -----------------------------------------------------------------------------
     def _vectors(self, X, name: str) -> np.ndarray:
-        X = as_vectors(X, self.dim, name=name)
-        return normalize_rows(X, name=name) if self.metric == "cosine" else X
+        return metric_vectors(X, self.dim, self.metric, name=name)
 
     # --- writes ----------------------------------------------------------------------------
     @_writes
@@ -383,54 +346,15 @@ class Collection:
         ``state.parts`` holds the persisted parts that stay; the buffer is replaced by ``new``.
         On any failure the in-memory state and the committed files are left as they were.
         """
-        old = state.manifest
-        seq = old["next_seq"]
-        files = {}
-        header = {"dim": self.dim, "metric": self.metric, "spec": self.spec}
-
-        def write(name: str, arrays: dict, kind: str, extra: dict | None = None) -> None:
-            files[name] = manifest.durable_write(
-                self.path, name, lambda p: arrow.write_arrays(p, arrays, dict(header, kind=kind), extra))
-
-        model_name = old["model"]
-        if new_model:
-            meta, arrays = state.model.state()
-            model_name = f"model-{seq:06d}.arrow"
-            write(model_name, arrays, "model", {"model": meta})
-            seq += 1
-        segments = [{"file": p.segment.name, "rows": p.segment.rows} for p in state.parts]
-        for segment in new:
-            name = f"seg-{seq:06d}.arrow"
-            write(name, segment.arrays(), "segment", {"rows": segment.rows})
-            files[name]["rows"] = segment.rows
-            segments.append({"file": name, "rows": segment.rows})
-            seq += 1
-        dead = [p for p in state.parts if p.n_deleted]
-        tomb_name = None
-        if dead:
-            tomb_name = f"tomb-{seq:06d}.arrow"
-            rows = np.concatenate([np.flatnonzero(p.deleted) for p in dead])
-            counts = np.array([p.n_deleted for p in dead], np.int64)
-            write(tomb_name, {"rows": rows, "counts": counts}, "tombstones")
-            files[tomb_name]["rows"] = len(rows)
-            seq += 1
-        keep = {model_name} | {p.segment.name for p in state.parts}
-        files.update({n: e for n, e in old["files"].items() if n in keep and n not in files})
-        body = {"version": old["version"] + 1, "collection": self._config, "model": model_name,
-                "segments": segments, "tombstones": tomb_name,
-                "tombstone_segments": [p.segment.name for p in dead], "files": files, "next_seq": seq}
+        written = layout.write_files(self.path, self._config, state.manifest["next_seq"],
+                                     model=state.model if new_model else None, segments=new,
+                                     dead=[p for p in state.parts if p.n_deleted])
+        body = layout.next_body(state.manifest, self._config, state.parts, written)
         body = manifest.commit(self.path, body)
         # Map what was just written, so the buffer's memory is released and reads are zero-copy.
-        mapped = list(state.parts)
-        model = state.model
-        if new_model:
-            arrays, _, extra = arrow.read_arrays(os.path.join(self.path, model_name))
-            model = Index.from_state(extra["model"], arrays)
-        for entry in segments[len(state.parts):]:
-            arrays, _, _ = arrow.read_arrays(os.path.join(self.path, entry["file"]))
-            mapped.append(Part(Segment.from_arrays(arrays, entry["file"])))
-        self._state = State(model, tuple(mapped), body, dirty=False,
-                            mapped_bytes=sum(e["size"] for e in files.values()))
+        model = layout.read_model(self.path, written.model) if new_model else state.model
+        mapped = [*state.parts, *(Part(layout.read_segment(self.path, e["file"])) for e in written.segments)]
+        self._state = State(model, tuple(mapped), body, dirty=False, mapped_bytes=layout.files_bytes(body))
         try:
             manifest.collect_garbage(self.path, self.keep_versions)
         except OSError as exc:  # the commit stands; garbage is collected next time
@@ -475,97 +399,49 @@ class Collection:
 
     def search(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
                exact: bool = False, params=None) -> tuple[np.ndarray, np.ndarray]:
-        """(distances (nq, k), ids (nq, k)) best first, as ``Index.search`` reports them.
+        """(distances (nq, k), ids (nq, k)) best first, as ``Index.search`` reports them; see
+        `query` for the parameters."""
+        hits = self.query(Q, k, nprobe=nprobe, rerank=rerank, exact=exact, params=params)
+        return hits.distances, hits.ids
 
-        Encoded segments are searched through the model (nprobe, rerank, codec params); the
-        buffer, raw segments and ``exact=True`` are brute force over raw vectors. Each part is
-        over-fetched by its tombstone count so deleted rows never displace live ones.
+    def query(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
+              exact: bool = False, params=None) -> Hits:
+        """The k best live points of every query, with their payloads and vectors at hand.
+
+        Encoded segments are scanned through the model (nprobe, rerank, codec params); the
+        buffer, raw segments and ``exact=True`` are brute force over raw vectors. Deleted rows
+        are skipped inside the scans, so k live points come back whatever was deleted.
         """
         state = self._check_open()
-        k = check_int(k, "k", "Collection.search")
-        if nprobe is not None:
-            check_int(nprobe, "nprobe", "Collection.search", 1, self.nlist)
-        Q = self._vectors(Q, "queries")
-        worst = np.float32(np.inf if self.metric == "l2" else -np.inf)
-        live = [part for part in state.parts if part.live]
-        memo = {}  # the queries' rotation and probes, shared by the segments (Index.search)
-        found = [self._search_part(state, part, Q, k, nprobe, rerank, exact, params, memo) for part in live]
-        if len(live) == 1 and live[0].deleted is None and found[0][0].shape[1] == k:
-            return found[0]  # one part without tombstones: already k, best first
-        D = np.concatenate([np.full((len(Q), k), worst, np.float32), *(d for d, _ in found)], axis=1)
-        I = np.concatenate([np.full((len(Q), k), -1, np.int64), *(i for _, i in found)], axis=1)
-        key = np.where(I < 0, np.inf, D if self.metric == "l2" else -D)
-        order = np.argsort(key, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+        planner = state.model or self._blank
+        plan = planner.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params, owner="Collection.search")
+        parts = tuple(part for part in state.parts if part.live)
+        return Hits.merge(plan, parts, [self._scan(state, part, plan, exact) for part in parts])
 
-    def _search_part(self, state, part, Q, k, nprobe, rerank, exact, params, memo):
-        """Top-k live (distances, ids) of one part; deleted rows are dropped after over-fetching.
-
-        A first pass fetches k + min(deleted, 3k); queries left short of k by tombstones are
-        re-run with k + deleted, which is enough whatever the deleted rows' ranks are.
-        """
+    @staticmethod
+    def _scan(state: State, part: Part, plan: SearchPlan, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores, rows) of one part's best live rows (`Index.scan`)."""
         seg = part.segment
-        worst = np.float32(np.inf if self.metric == "l2" else -np.inf)
-
-        def run(Qs, kk):
-            if seg.lists is not None and not exact:
-                index = state.model.with_lists(seg.lists)
-                D, I = index.search(Qs, kk, nprobe=nprobe, rerank=rerank, params=params, memo=memo)
-                if part.deleted is None:  # rows only serve to look tombstones up
-                    return D, I
-                rows = np.where(I >= 0, seg.find(I.ravel()).reshape(I.shape), -1)
-            else:
-                if seg.vectors is None:
-                    raise InvalidParameterError(
-                        "exact=True needs the raw vectors: create the collection with store_vectors=True.")
-                D, rows = exact_search(Qs, seg.vectors, kk, self.metric)
-                I = np.where(rows >= 0, seg.ids[np.maximum(rows, 0)], -1)
-            if part.deleted is not None:
-                dead = (rows >= 0) & part.deleted[np.maximum(rows, 0)]
-                I = np.where(dead, -1, I)
-                D = np.where(dead, worst, D)
-            return D, I
-
-        kk = min(seg.rows, k + min(part.n_deleted, 3 * k))
-        D, I = run(Q, kk)
-        full = min(seg.rows, k + part.n_deleted)
-        if full > kk:
-            short = np.flatnonzero((I >= 0).sum(1) < k)
-            if len(short):
-                D2, I2 = run(Q[short], full)
-                D = np.concatenate([D, np.full((len(Q), full - kk), worst, np.float32)], axis=1)
-                I = np.concatenate([I, np.full((len(Q), full - kk), -1, np.int64)], axis=1)
-                D[short], I[short] = D2, I2
-        return D.astype(np.float32), I
+        if seg.lists is not None and not exact:
+            return state.model.scan(plan, seg.lists, part.live_bits)
+        if seg.vectors is None:
+            raise InvalidParameterError(
+                "exact=True needs the raw vectors: create the collection with store_vectors=True.")
+        return exact_scan(plan, seg.vectors, part.live_bits)
 
     # --- maintenance -----------------------------------------------------------------------
     def verify(self) -> list[str]:
         """A full checksum pass over the committed files; one line per problem, [] when healthy."""
-        state = self._check_open()
-        body = state.manifest
-        problems = [f"newer manifest skipped: {e}" for e in body.get("fallback_from", [])]
-        try:
-            manifest.read_manifest(self.path, manifest.manifest_name(body["version"]))
-        except CorruptFileError as exc:
-            problems.append(f"{manifest.manifest_name(body['version'])}: {exc}")
-        problems += manifest.verify_files(self.path, body["files"])
-        for name in body["files"]:
-            if not any(p.startswith(name + ":") for p in problems):
-                try:
-                    arrow.read_arrays(os.path.join(self.path, name))
-                except CorruptFileError as exc:
-                    problems.append(f"{name}: {exc}")
-        return problems
+        return snapshot.verify(self.path, self._check_open().manifest)
 
     def stats(self) -> dict:
         state = self._check_open()
-        files = state.manifest["files"]
         return {
             "count": state.count,
             "deleted": sum(p.n_deleted for p in state.parts),
             "segments": len(state.persisted),
             "buffered": sum(p.live for p in state.buffer),
-            "bytes_on_disk": sum(e["size"] for e in files.values()),
+            "bytes_on_disk": layout.files_bytes(state.manifest),
             "bytes_mapped": state.mapped_bytes,
             "format_version": state.manifest["format_version"],
             "version": state.manifest["version"],
@@ -579,20 +455,7 @@ class Collection:
         if not self.read_only:
             self.persist()
         state = self._check_open()
-        dest = os.path.abspath(os.fspath(dest_dir))
-        if os.path.isdir(dest) and os.listdir(dest):
-            raise CollectionExistsError(f"Snapshot destination {dest} is not empty.")
-        os.makedirs(dest, exist_ok=True)
-        name = manifest.manifest_name(state.manifest["version"])
-        out = {}
-        for f in [*state.manifest["files"], name]:
-            copy = functools.partial(shutil.copyfile, os.path.join(self.path, f))
-            entry = manifest.durable_write(dest, f, copy)
-            if f in state.manifest["files"] and entry["sha256"] != state.manifest["files"][f]["sha256"]:
-                raise CorruptFileError(f"{os.path.join(self.path, f)} changed on disk: run verify().")
-            out[f] = entry["sha256"]
-        manifest.point_current(dest, name)
-        return {"path": dest, "files": out}
+        return snapshot.copy(self.path, state.manifest, os.path.abspath(os.fspath(dest_dir)))
 
     def warmup(self) -> None:
         """Compile (or load from numba's cache) the search kernels now, and let every segment

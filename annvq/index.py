@@ -12,7 +12,6 @@ distance +inf (l2) or -inf (ip, cosine).
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -20,38 +19,17 @@ from tqdm.auto import tqdm
 from .errors import InvalidParameterError, InvalidVectorsError, NotTrainedError
 from .ivf import InvertedLists, Probe, coarse_index, nearest_lists, train_centroids
 from .kernels.config import readonly
+from .kernels.driver import ALL_ROWS
 from .kernels.flat import rerank_exact
+from .plan import SearchPlan, make_plan
 from .quantizers import make_codec
 from .spec import parse_spec
 from .threads import at_most
-from .validation import as_ids, as_vectors, check_int, check_metric, normalize_rows
+from .validation import as_ids, as_vectors, check_int, check_metric, metric_vectors
 
 ADD_CHUNK = 65536
 #: candidates re-scored per result when the spec ends in ",Rerank" and no factor is given
 DEFAULT_RERANK = 4
-
-
-def parse_params(params: str | dict | None) -> dict[str, Any]:
-    """Search parameters as a dict; also accepts faiss's "nprobe=16,rerank=4" string form."""
-    if params is None:
-        return {}
-    if isinstance(params, dict):
-        return dict(params)
-    out = {}
-    for item in str(params).split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidParameterError(f"Search parameter {item!r} is not of the form name=value.")
-        try:
-            out[name.strip()] = int(value)
-        except ValueError:
-            try:
-                out[name.strip()] = float(value)
-            except ValueError:
-                raise InvalidParameterError(f"Search parameter {item!r} needs a number.") from None
-    return out
 
 
 class Index:
@@ -70,6 +48,7 @@ class Index:
         # Without IVF the whole index is one list around the origin.
         self.centroids_ = None if self.spec.nlist else np.zeros((1, self.dim), np.float32)
         self._coarse = None  # (centroids, faiss index over them), built on first use
+        self._probes = {}  # n -> Probe over the centroids, shared by views (`with_lists`)
         self.lists = InvertedLists.empty(self.nlist, self.codec.code_size, self.codec.n_factors,
                                          self.dim if self.keep_vectors else None)
 
@@ -100,8 +79,7 @@ class Index:
 
     # --- input -----------------------------------------------------------------------------
     def _prepare(self, X, name: str) -> np.ndarray:
-        X = as_vectors(X, self.dim, name=name)
-        return normalize_rows(X, name=name) if self.metric == "cosine" else X
+        return metric_vectors(X, self.dim, self.metric, name=name)
 
     def _check_trained(self, action: str) -> None:
         if not self.is_trained:
@@ -183,62 +161,52 @@ class Index:
         return other
 
     # --- search ----------------------------------------------------------------------------
+    def plan(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
+             params: str | dict | None = None, owner: str = "Index.search") -> SearchPlan:
+        """Validate a search once (queries, k, nprobe, rerank, codec knobs) and freeze it; see
+        `search` for the parameters. Scans of several views of this model (`with_lists`) with
+        one plan share its per-query work: probing, SAQ's rotation and bounds."""
+        return make_plan(Q, k, dim=self.dim, metric=self.metric, nlist=self.nlist, codec=self.codec,
+                         owner=owner, nprobe=nprobe, rerank=rerank, params=params,
+                         default_rerank=DEFAULT_RERANK if self.spec.rerank else 0,
+                         keeps_vectors=self.keep_vectors)
+
+    def scan(self, plan: SearchPlan, lists: InvertedLists | None = None,
+             live: np.ndarray = ALL_ROWS) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores (nq, k) ascending, row positions (nq, k); -1 where none) of the plan over
+        ``lists`` (a collection's segment; default this index's own), returning only rows in
+        the ``live`` bitset (`kernels.driver`)."""
+        self._check_trained("search")
+        lists = self.lists if lists is None else lists  # one snapshot for the whole call
+        with at_most(plan.nq):
+            scores, rows = self.codec.search(plan, self.centroids_, lists, self._probe(plan.nprobe),
+                                             plan.k * max(plan.rerank, 1), live)
+            if plan.rerank:
+                alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)
+                scores, rows = rerank_exact(plan.queries, rows, readonly(lists.vectors), alpha, plan.k)
+        return scores[:, :plan.k], rows[:, :plan.k]
+
+    def _probe(self, n: int) -> Probe:
+        """The `Probe` of n lists over this model's centroids, made once per n and model."""
+        hit = self._probes.get(n)
+        if hit is None or hit.centroids is not self.centroids_:
+            hit = self._probes[n] = Probe(self.centroids_, self.codec_metric, n,
+                                          None if self.nlist == 1 else self._coarse_for(self.centroids_))
+        return hit
+
     def search(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
-               params: str | dict | None = None, memo: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+               params: str | dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(distances (nq, k) float32, ids (nq, k) int64), best first.
 
         ``nprobe`` lists are scanned per query (default 1). ``rerank=R`` re-scores the best k*R
         candidates exactly from kept vectors (0 turns it off). Codec-specific knobs (SAQ's ``m``)
-        go in ``params``, as a dict or "nprobe=16,m=4". ``memo``, a dict passed to searches of one
-        query array over several views of this model (`with_lists`) with the same parameters,
-        keeps their per-query work (validation, cosine normalisation, probing, SAQ's rotation):
-        done once, not per view.
+        go in ``params``, as a dict or "nprobe=16,m=4".
         """
-        opts = parse_params(params)
-        params_nprobe = opts.pop("nprobe", 1)
-        params_rerank = opts.pop("rerank", DEFAULT_RERANK if self.spec.rerank else 0)
-        nprobe = params_nprobe if nprobe is None else nprobe  # keyword arguments win
-        rerank = params_rerank if rerank is None else rerank
         self._check_trained("search")
-        k = check_int(k, "k", "Index.search")
-        nprobe = check_int(nprobe, "nprobe", "Index.search", 1, self.nlist)
-        rerank = check_int(rerank, "rerank", "Index.search", 0)
-        unknown = set(opts) - set(self.codec.search_params)
-        if unknown:
-            raise InvalidParameterError(
-                f"Unknown search parameter(s) {sorted(unknown)} for {self.spec}; known: "
-                f"{['nprobe', 'rerank', *self.codec.search_params]}."
-            )
-        codec_params = self.codec.check_params(opts)
-        if rerank and self.lists.vectors is None:
-            raise InvalidParameterError(
-                "rerank needs the raw vectors: build the index with keep_vectors=True or a ',Rerank' spec."
-            )
-        probe = Probe(self.centroids_, self.codec_metric, nprobe,
-                      None if self.nlist == 1 else self._coarse_for(self.centroids_),
-                      {} if memo is None else memo)
-        # remembered too: views sharing a memo then get the same (for cosine, normalised) array,
-        # which the codecs' own memo entries are keyed on
-        Q = probe.remember("queries", Q, lambda: self._prepare(Q, "queries"))
-        lists = self.lists  # one snapshot for the whole call
-        with at_most(len(Q)):
-            scores, pos = self.codec.search(Q, self.centroids_, lists, probe, k * max(rerank, 1), codec_params)
-            if rerank:
-                alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)
-                scores, pos = rerank_exact(Q, pos, readonly(lists.vectors), alpha, k)
-        return self._finish(scores[:, :k], pos[:, :k], lists)
-
-    def _finish(self, scores: np.ndarray, pos: np.ndarray, lists: InvertedLists):
-        """Map row positions to ids and scores to the metric's reported values."""
-        missing = pos < 0
-        ids = np.where(missing, -1, lists.ids[np.where(missing, 0, pos)] if lists.ntotal else -1)
-        if self.codec_metric == "l2":
-            dist = np.sqrt(np.maximum(scores, 0), dtype=np.float32)
-            dist[missing] = np.inf
-        else:
-            dist = (-scores).astype(np.float32)
-            dist[missing] = -np.inf
-        return dist, ids.astype(np.int64)
+        plan = self.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params)
+        scores, rows = self.scan(plan)
+        ids = self.lists.ids[np.maximum(rows, 0)] if self.ntotal else np.zeros(rows.shape, np.int64)
+        return plan.report(scores, rows), np.where(rows < 0, -1, ids)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
+
+from .kernels.config import readonly
+from .kernels.flat import nearest_rows
+from .linalg import SMALL_ROWS
 
 # faiss's own k-means caps its sample at 256 points per centroid; 50 keeps training fast with
 # little loss in list quality (the issue's "about 50 x nlist").
@@ -46,32 +50,21 @@ def nearest_lists(X: np.ndarray, centroids: np.ndarray, metric: str, n: int, *,
 
 @dataclass(frozen=True)
 class Probe:
-    """The n nearest lists of each query: what a codec's search calls first. A codec that holds
-    the centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`).
-
-    ``memo`` keeps per-query work for searches of the same query array over several views of one
-    model (a collection's segments), so that it is done once: `remember`.
-    """
+    """Which lists a scan reads: the n nearest centroids of each query. A codec that holds the
+    centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`); a search
+    plan remembers the answer for the segments that share the model (`SearchPlan.lists`)."""
 
     centroids: np.ndarray
     metric: str
     n: int
     index: faiss.Index | None = None  # the coarse index over `centroids`; None: built per call
-    memo: dict = field(default_factory=dict)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if len(self.centroids) == 1:
             return np.zeros((len(X), 1), np.int64)
-        return self.remember(("lists", self.n), X, lambda: nearest_lists(X, self.centroids, self.metric, self.n,
-                                                                        index=self.index))
-
-    def remember(self, key, X: np.ndarray, make):
-        """``make()`` for the query array X, computed once per memo. The entry holds X itself,
-        so an id reused by another array never hits."""
-        hit = self.memo.get((key, id(X)))
-        if hit is None or hit[0] is not X:
-            hit = self.memo[(key, id(X))] = (X, make())
-        return hit[1]
+        if len(X) <= SMALL_ROWS:  # a few queries: numba on this thread, no faiss call or BLAS team
+            return nearest_rows(readonly(X), readonly(self.centroids), self.n, self.metric == "l2")
+        return nearest_lists(X, self.centroids, self.metric, self.n, index=self.index)
 
 
 @dataclass(frozen=True)

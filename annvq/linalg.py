@@ -1,7 +1,7 @@
 """Orthogonal transforms shared by the codecs: random rotations, PCA, padding to 64 dimensions.
 
 Every transform here is orthogonal, so distances and inner products survive it unchanged
-(quantizers.md §0, §2.1): codes can be built in the transformed space and compared with raw
+(docs/algorithms.md §1.3, §7.1): codes can be built in the transformed space and compared with raw
 queries transformed the same way.
 """
 

@@ -5,7 +5,7 @@ and the binary-counter rule by which parts are merged as they accumulate."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +13,7 @@ import pyarrow as pa
 from .errors import InvalidParameterError
 from .index import Index
 from .ivf import InvertedLists
+from .kernels.driver import ALL_ROWS, row_bitset
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,11 +78,13 @@ class Segment:
 
 @dataclass(frozen=True, eq=False)
 class Part:
-    """A segment and its tombstones (bool mask, copied on write; None when nothing is deleted)."""
+    """A segment and its tombstones (bool mask, copied on write; None when nothing is deleted)
+    with the bitset of its live rows that scans skip the others by (empty: all live)."""
 
     segment: Segment
     deleted: np.ndarray | None = None
     n_deleted: int = 0
+    live_bits: np.ndarray = field(default_factory=lambda: ALL_ROWS)
 
     @property
     def live(self) -> int:
@@ -99,7 +102,7 @@ class Part:
     def kill(self, rows: np.ndarray) -> "Part":
         deleted = np.zeros(self.segment.rows, bool) if self.deleted is None else self.deleted.copy()
         deleted[rows] = True
-        return Part(self.segment, deleted, int(deleted.sum()))
+        return Part(self.segment, deleted, int(deleted.sum()), row_bitset(~deleted))
 
 
 @dataclass(frozen=True)

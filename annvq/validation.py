@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from .errors import DimensionMismatchError, InvalidParameterError, InvalidVectorsError
+from .kernels.finite import all_finite
 
 METRICS = ("l2", "ip", "cosine")
 INT64_MAX = np.iinfo(np.int64).max
@@ -22,6 +23,8 @@ def check_metric(metric: str) -> str:
 
 def check_int(value, name: str, owner: str, lo: int = 1, hi: int | None = None) -> int:
     """Return `value` as int, or raise with the sklearn-style message naming the range."""
+    if type(value) is int and lo <= value and (hi is None or value <= hi):  # the common case, fast
+        return value
     bounds = f"[{lo}, {'inf)' if hi is None else f'{hi}]'}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidParameterError(
@@ -42,7 +45,7 @@ def as_vectors(X, dim: int | None = None, *, name: str = "X", allow_empty: bool 
     A single 1-D vector is accepted as one row.
     """
     arr = np.asarray(X)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if arr.dtype.kind not in "biuf":  # bool, signed, unsigned, float
         raise InvalidVectorsError(f"{name} must be numeric; got dtype {arr.dtype}.")
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
@@ -55,7 +58,7 @@ def as_vectors(X, dim: int | None = None, *, name: str = "X", allow_empty: bool 
             f"{name} has {arr.shape[1]} dimensions, but the index expects {dim}."
         )
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise InvalidVectorsError(f"{name} contains NaN or Inf (first in row {bad}).")
     return arr
@@ -86,6 +89,12 @@ def normalize_rows(X: np.ndarray, *, name: str = "X") -> np.ndarray:
         bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
         raise InvalidVectorsError(f"{name} row {bad} is a zero vector, which has no cosine direction.")
     return np.ascontiguousarray(X / norms, dtype=np.float32)
+
+
+def metric_vectors(X, dim: int, metric: str, *, name: str) -> np.ndarray:
+    """`as_vectors`, then unit rows for cosine (cosine is inner product on unit vectors)."""
+    X = as_vectors(X, dim, name=name)
+    return normalize_rows(X, name=name) if metric == "cosine" else X
 
 
 def check_ids(ids, n: int | None = None, *, unique: bool = True) -> np.ndarray:

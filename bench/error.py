@@ -3,7 +3,7 @@
     python -m bench.error [--dataset fashion-mnist-784-euclidean] [--nlist 1024] [--nprobe 32]
                           [--bits 0.5,1,2,4,8] [--methods SAQ,CAQ,rabitqlib] [--queries 1000]
 
-The SAQ paper's measure (quantizers.md §0): the relative error ``|d^2_est - d^2| / d^2`` averaged
+The SAQ paper's measure (docs/algorithms.md §1.4): the relative error ``|d^2_est - d^2| / d^2`` averaged
 over every probed (query, candidate) pair ("pairs"), and over queries of their own pair averages
 ("queries"). annvq codecs are scored in exact arithmetic through ``codec.estimate``; rabitqlib's
 ``IvfIndex`` only returns its top-100, so every method is also scored on its returned top-100

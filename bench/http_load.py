@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cli.serve_cmd import use_server_threads
+from service.server_threads import use_server_threads
 
 # The in-process baseline runs under `annvq serve`'s thread settings, which take effect only
 # before numpy loads; both ways in (`python3 -m bench.http_load`, `annvq bench http`) import this

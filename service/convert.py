@@ -6,7 +6,7 @@ import numpy as np
 from fastapi import Response
 from pydantic import BaseModel
 
-from annvq import Collection
+from annvq import Hits
 from annvq.errors import DimensionMismatchError
 
 
@@ -28,17 +28,16 @@ def search_kwargs(params) -> dict:
             "params": extra or None}
 
 
-def hits(col: Collection, dist: np.ndarray, ids: np.ndarray, *, with_payload: bool,
-         with_vector: bool) -> dict:
-    """One query's neighbours as columns; the -1 padding (fewer than k points) is dropped."""
-    keep = ids >= 0
-    id_list = ids[keep].tolist()
-    out = {"ids": id_list, "distances": dist[keep].tolist(), "payloads": None, "vectors": None}
+def hits(found: Hits, qi: int, *, with_payload: bool, with_vector: bool) -> dict:
+    """Query qi's neighbours as columns; the -1 padding (fewer than k points) is dropped.
+    Payloads and vectors come from the snapshot that was searched."""
+    keep = found.ids[qi] >= 0
+    out = {"ids": found.ids[qi][keep].tolist(), "distances": found.distances[qi][keep].tolist(),
+           "payloads": None, "vectors": None}
     if with_payload:
-        out["payloads"] = col.payloads(id_list)
+        out["payloads"] = found.payloads(qi)
     if with_vector:
-        found = {p.id: p.vector for p in col.get(id_list, with_vectors=True, with_payloads=False)}
-        out["vectors"] = [None if found.get(i) is None else found[i].tolist() for i in id_list]
+        out["vectors"] = [None if v is None else v.tolist() for v in found.vectors(qi)]
     return out
 
 

@@ -1,4 +1,4 @@
-"""The SAQ dynamic programme against a brute-force enumeration of every plan (quantizers.md §6.4.7)."""
+"""The SAQ dynamic programme against a brute-force enumeration of every plan (docs/algorithms.md §10.6)."""
 
 import itertools
 
@@ -102,7 +102,7 @@ def test_flat_spectrum_gives_one_segment(dim, avg_bits):
 
 
 def test_example_plans_of_the_reference():
-    """quantizers.md §2.5: sigma_i^2 = i^-1.1 over 960 dimensions, padded to 1024."""
+    """docs/algorithms.md §7.2: sigma_i^2 = i^-1.1 over 960 dimensions, padded to 1024."""
     variance = np.zeros(1024)
     variance[:960] = SPECTRA["power"](960)
     assert plan_segments(variance, 1)[0] == [(64, 7), (256, 2), (704, 0)]

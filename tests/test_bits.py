@@ -1,4 +1,4 @@
-"""Bit-plane packing and the plane dot product against integer references (quantizers.md §6.4.8)."""
+"""Bit-plane packing and the plane dot product against integer references (docs/algorithms.md §10.7)."""
 
 import numpy as np
 import pytest

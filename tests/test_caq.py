@@ -1,4 +1,4 @@
-"""CAQ encoder and estimator (quantizers.md §6.4 items 2, 4, 5, 6)."""
+"""CAQ encoder and estimator (docs/algorithms.md §10.2-10.5)."""
 
 import itertools
 
@@ -74,7 +74,7 @@ def test_equals_exhaustive_search_on_tiny_cases():
 
 
 def test_mean_cosine_table():
-    """quantizers.md §2.2 on D = 256 N(0, I). At B = 1 CAQ keeps the sign code, whose mean cosine is
+    """docs/algorithms.md §6.4 on D = 256 N(0, I). At B = 1 CAQ keeps the sign code, whose mean cosine is
     E||o||_1 / (sqrt(D) E||o||_2) = sqrt(2/pi) sqrt(D / (D - 1/2)) = 0.7987 (the table rounds to 0.796)."""
     O = np.random.default_rng(3).standard_normal((500, 256)).astype(np.float32)
     table = {1: 0.7987, 2: 0.938, 3: 0.982, 4: 0.995, 6: 0.9996}

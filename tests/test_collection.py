@@ -15,7 +15,7 @@ from annvq.errors import (CollectionClosedError, CollectionExistsError, Collecti
                           CollectionNotFoundError, DimensionMismatchError, InvalidParameterError,
                           InvalidSpecError, InvalidVectorsError, ReadOnlyError, StorageError,
                           UnsupportedFormatError)
-from annvq.ivf import Probe
+from annvq.plan import QueryCache
 from annvq.quantizers import CODECS
 from annvq.storage import arrow, manifest
 from naive import clustered, exact_knn
@@ -412,16 +412,17 @@ def test_segments_share_the_queries_rotation_and_probes(tmp_path, data, spec, me
     assert col.stats()["segments"] == 3
     col.warmup()
     made = []
-    remember = Probe.remember
-    monkeypatch.setattr(Probe, "remember", lambda self, key, X, make: remember(
-        self, key, X, lambda: made.append(key) or make()))
+    get = QueryCache.get
+    monkeypatch.setattr(QueryCache, "get", lambda self, key, make: get(
+        self, key, lambda: made.append(key) or make()))
     shared = [col.search(q, 10, nprobe=4) for q in (Q[:1], Q[:20])]
-    # once per search, not per segment: PQ probes; SAQ prepares, and probes inside except for a
-    # single L2 query (found in its own basis)
-    saq, lists = ("saq", 4, 4.0), ("lists", 4)
-    per_search = [[lists]] * 2 if "PQ" in spec else [[saq] if metric == "l2" else [saq, lists], [saq, lists]]
-    assert made == [key for keys in per_search for key in ("queries", *keys)]
-    monkeypatch.setattr(Probe, "remember", lambda self, key, X, make: make())
+    # once per search, not per segment: PQ probes and rotates; SAQ prepares, and probes inside
+    # except for a single L2 query (found in its own basis)
+    saq, lists = ("saq", 4), ("lists", 4)
+    per_search = [[lists, "pq.rotated"]] * 2 if "PQ" in spec else [[saq] if metric == "l2" else [saq, lists],
+                                                                   [saq, lists]]
+    assert made == [key for keys in per_search for key in keys]
+    monkeypatch.setattr(QueryCache, "get", lambda self, key, make: make())
     for q, (D, I) in zip((Q[:1], Q[:20]), shared):
         D2, I2 = col.search(q, 10, nprobe=4)
         np.testing.assert_array_equal(I, I2)

@@ -8,6 +8,7 @@ from annvq import Index
 from annvq.errors import InvalidSpecError, InvalidVectorsError
 from annvq.ivf import Probe
 from annvq.kernels.config import readonly
+from annvq.kernels.driver import ALL_ROWS
 from annvq.kernels.lut import pq_adc_scan
 from naive import clustered, exact_knn, recall
 
@@ -102,11 +103,12 @@ def test_fast_scan_within_table_quantization_error(data, metric):
     nprobe = 4
     probes = faiss_probe(C, Q, nprobe, metric)
     k = 40
-    fs_s, fs_p = index.codec.search(Q, C, lists, Probe(C, metric, nprobe), k, {})
+    plan = index.plan(Q, k, nprobe=nprobe)
+    fs_s, fs_p = index.codec.search(plan, C, lists, Probe(C, metric, nprobe), k, ALL_ROWS)
     _, books_t, term = codec._model(C)
     fl_s, fl_p = pq_adc_scan(readonly(Q), C, probes, readonly(lists.offsets),
                              readonly(np.ascontiguousarray(codec.unpack(lists.codes))),
-                             books_t, term, metric == "l2", k)
+                             books_t, term, metric == "l2", ALL_ROWS, k)
     books = codec.codebooks.astype(np.float64)
     for qi in range(len(Q)):
         # the kernel's per-list float table; its quantization step bounds the error

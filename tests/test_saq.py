@@ -1,5 +1,5 @@
 """SAQ/CAQ inside the IVF Index: transforms, layout, multi-stage search, metrics, bad input
-(quantizers.md §6.4 items 1, 9, 10)."""
+(docs/algorithms.md §10.1, §10.8, §10.9)."""
 
 import math
 

@@ -61,14 +61,14 @@ def test_readyz_is_503_until_kernels_are_warm(data_dir, monkeypatch):
 
 def test_a_blocked_search_does_not_block_healthz(data_dir, monkeypatch):
     release, entered = threading.Event(), threading.Event()
-    search = Collection.search
+    search = Collection.query
 
     def blocked_search(self, *args, **kwargs):
         entered.set()
         assert release.wait(30)
         return search(self, *args, **kwargs)
 
-    monkeypatch.setattr(Collection, "search", blocked_search)
+    monkeypatch.setattr(Collection, "query", blocked_search)
     with TestClient(create_app(data_dir, warmup=False)) as client:
         result = {}
         worker = threading.Thread(target=lambda: result.update(
@@ -88,7 +88,7 @@ def test_a_blocked_search_does_not_block_healthz(data_dir, monkeypatch):
 def test_threads_caps_the_search_pool(data_dir, monkeypatch):
     """With --threads 1 concurrent queries are searched one after another, all answered."""
     lock, running, peak = threading.Lock(), [0], [0]
-    search = Collection.search
+    search = Collection.query
 
     def counted_search(self, *args, **kwargs):
         with lock:
@@ -101,7 +101,7 @@ def test_threads_caps_the_search_pool(data_dir, monkeypatch):
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(Collection, "search", counted_search)
+    monkeypatch.setattr(Collection, "query", counted_search)
     with TestClient(create_app(data_dir, threads=1, warmup=False)) as client:
         codes = []
         clients = [threading.Thread(target=lambda: codes.append(

@@ -1,14 +1,15 @@
 r"""Exact float32 scans over CSR inverted lists, and exact re-scoring of candidates.
 
-Scores are "smaller is better": for L2, :math:`\|x\|^2 - 2\langle q, x\rangle` (the query's norm
-is added once at the end); for inner product, :math:`-\langle q, x\rangle`. Both are
-:math:`n_x + \alpha\langle q, x\rangle` with (n_x, alpha) = (||x||^2, -2) or (0, -1).
+Scores are "smaller is better": for L2, :math:`\|q\|^2 + \|x\|^2 - 2\langle q, x\rangle`; for inner
+product, :math:`-\langle q, x\rangle`. Both are :math:`n_q + n_x + \alpha\langle q, x\rangle` with
+(n_q, n_x, alpha) = (||q||^2, ||x||^2, -2) or (0, 0, -1).
 """
 
 import numba
 import numpy as np
 
 from .config import JIT, PARALLEL_JIT
+from .driver import WORST, allowed, ivf_topk, new_heaps
 from .topk import heap_push, heap_sort
 
 
@@ -21,38 +22,45 @@ def dot(a, b):
     return s
 
 
-@numba.njit(**PARALLEL_JIT)
-def ivf_flat_scan(Q, probes, offsets, vectors, norms, alpha, k):
-    """Top-k positions of every query over its probed lists: one call per query batch."""
-    nq = Q.shape[0]
+@numba.njit(**JIT)
+def _flat_begin(data, qi):
+    """||q||^2 for L2 (norms given), 0 for inner product."""
+    Q, offsets, vectors, norms, alpha = data
+    qq = np.zeros(1, np.float32)
+    if norms.shape[0] > 0:
+        qq[0] = dot(Q[qi], Q[qi])
+    return (qq,)
+
+
+@numba.njit(**JIT)
+def _flat_list(data, scratch, qi, p, lst, scores, labels, live):
+    Q, offsets, vectors, norms, alpha = data
+    q = Q[qi]
+    qq = scratch[0][0]
     has_norms = norms.shape[0] > 0  # inner product passes no norms
-    out_s = np.full((nq, k), np.inf, dtype=np.float32)
-    out_l = np.full((nq, k), -1, dtype=np.int64)
-    for qi in numba.prange(nq):
-        scores = out_s[qi]
-        labels = out_l[qi]
-        q = Q[qi]
-        for p in range(probes.shape[1]):
-            lst = probes[qi, p]
-            if lst < 0:
-                continue
-            for j in range(offsets[lst], offsets[lst + 1]):
-                nx = norms[j] if has_norms else np.float32(0.0)
-                s = nx + alpha * dot(q, vectors[j])
-                heap_push(scores, labels, s, j)
-        heap_sort(scores, labels)
-    return out_s, out_l
+    for j in range(offsets[lst], offsets[lst + 1]):
+        if allowed(live, j):
+            s = np.float32(0.0)  # indexed, not dot(q, vectors[j]): a row view costs a refcount per row
+            for i in range(q.shape[0]):
+                s += q[i] * vectors[j, i]
+            nx = norms[j] if has_norms else np.float32(0.0)
+            heap_push(scores, labels, qq + nx + alpha * s, j)
+
+
+@numba.njit(**PARALLEL_JIT)
+def ivf_flat_scan(Q, probes, offsets, vectors, norms, alpha, live, k):
+    """Top-k (full scores, positions) of every query over its probed lists, one call per batch:
+    ``norms`` (n,) the rows' squared norms and alpha -2 for L2, no norms and alpha -1 for IP."""
+    return ivf_topk(_flat_begin, _flat_list, (Q, offsets, vectors, norms, alpha), probes, live, k)
+
 
 
 @numba.njit(**PARALLEL_JIT)
 def rerank_exact(Q, candidates, vectors, alpha, k):
-    """Re-score candidate positions (-1 = none) exactly and keep the best k per query.
-
-    Unlike the scan, L2 scores here include ||q||^2: they are full squared distances.
-    """
+    """Re-score candidate positions (-1 = none) exactly and keep the best k per query (full
+    scores: L2 includes ||q||^2). One call per batch."""
     nq = Q.shape[0]
-    out_s = np.full((nq, k), np.inf, dtype=np.float32)
-    out_l = np.full((nq, k), -1, dtype=np.int64)
+    out_s, out_l = new_heaps(nq, k)
     for qi in numba.prange(nq):
         q = Q[qi]
         qq = dot(q, q) if alpha == -2.0 else np.float32(0.0)
@@ -85,6 +93,28 @@ def small_matmul(X, W):
     return out
 
 
+@numba.njit(**JIT)
+def nearest_rows(X, C, n, l2):
+    """The n rows of C nearest to each row of X, best first: by L2, or by largest inner product.
+    For a few queries, on the calling thread (batches go through faiss's BLAS)."""
+    nx = X.shape[0]
+    out_s, out = new_heaps(nx, n)
+    for r in range(nx):
+        x = X[r]
+        for j in range(C.shape[0]):
+            c = C[j]
+            if l2:
+                s = np.float32(0.0)
+                for i in range(x.shape[0]):
+                    t = x[i] - c[i]
+                    s += t * t
+            else:
+                s = -dot(x, c)
+            heap_push(out_s[r], out[r], s, j)
+        heap_sort(out_s[r], out[r])
+    return out
+
+
 #: `nearest_rows_pruned` compares a partial distance with the n-th best every this many dimensions.
 PRUNE_STEP = 64
 
@@ -111,7 +141,7 @@ def nearest_rows_pruned(X, C, n):
     out = np.empty((nx, n), np.int64)
     for r in range(nx):
         x = X[r]
-        scores[:] = np.inf
+        scores[:] = WORST
         out[r] = -1
         for j in range(C.shape[0]):
             c = C[j]

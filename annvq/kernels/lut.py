@@ -15,8 +15,8 @@ import numba
 import numpy as np
 
 from .config import JIT, PARALLEL_JIT
+from .driver import ivf_topk, push
 from .fastscan import BLOCK, accumulate_block, quantize_rows
-from .topk import heap_push, heap_sort
 
 
 @numba.njit(**JIT)
@@ -76,48 +76,55 @@ def _list_constant(q, centroid, is_l2):
 
 
 @numba.njit(**JIT)
-def adc_sum(table, code):
-    r""":math:`\sum_m T[m, code_m]` in four independent partial sums, so the adds overlap."""
-    M = code.shape[0]
+def adc_sum(table, codes, row):
+    r""":math:`\sum_m T[m, c_m]` over code row ``row`` in four independent partial sums, so the adds
+    overlap. Indexed, not a row view: a view costs a reference count per row."""
+    M = codes.shape[1]
     s0 = s1 = s2 = s3 = np.float32(0.0)
     m = 0
     while m + 4 <= M:
-        s0 += table[m, code[m]]
-        s1 += table[m + 1, code[m + 1]]
-        s2 += table[m + 2, code[m + 2]]
-        s3 += table[m + 3, code[m + 3]]
+        s0 += table[m, codes[row, m]]
+        s1 += table[m + 1, codes[row, m + 1]]
+        s2 += table[m + 2, codes[row, m + 2]]
+        s3 += table[m + 3, codes[row, m + 3]]
         m += 4
     while m < M:
-        s0 += table[m, code[m]]
+        s0 += table[m, codes[row, m]]
         m += 1
     return (s0 + s1) + (s2 + s3)
 
 
-@numba.njit(**PARALLEL_JIT)
-def pq_adc_scan(Q, centroids, probes, offsets, codes, books_t, term, is_l2, k):
-    """Top-k row positions per query by float ADC over (n, M) uint8 codes; one call per batch."""
-    nq = Q.shape[0]
+@numba.njit(**JIT)
+def _adc_begin(data, qi):
+    """The query's inner-product tables, and for ip its (list-independent) ADC table."""
+    Q, centroids, offsets, codes, books_t, term, is_l2 = data
     M, _, ksub = books_t.shape
-    out_s = np.full((nq, k), np.inf, dtype=np.float32)
-    out_l = np.full((nq, k), -1, dtype=np.int64)
-    for qi in numba.prange(nq):
-        q = Q[qi]
-        ipt = np.empty((M, ksub), dtype=np.float32)
-        table = np.empty((M, ksub), dtype=np.float32)
-        _query_tables(q, books_t, ipt)
-        if not is_l2:  # the ip table does not depend on the list
-            _list_table(q, centroids[0], books_t, ipt, term, 0, is_l2, table)
-        for p in range(probes.shape[1]):
-            lst = probes[qi, p]
-            if lst < 0:
-                continue
-            if is_l2:
-                _list_table(q, centroids[lst], books_t, ipt, term, lst, is_l2, table)
-            base = _list_constant(q, centroids[lst], is_l2)
-            for row in range(offsets[lst], offsets[lst + 1]):
-                heap_push(out_s[qi], out_l[qi], base + adc_sum(table, codes[row]), row)
-        heap_sort(out_s[qi], out_l[qi])
-    return out_s, out_l
+    ipt = np.empty((M, ksub), dtype=np.float32)
+    table = np.empty((M, ksub), dtype=np.float32)
+    _query_tables(Q[qi], books_t, ipt)
+    if not is_l2:
+        _list_table(Q[qi], centroids[0], books_t, ipt, term, 0, is_l2, table)
+    return ipt, table
+
+
+@numba.njit(**JIT)
+def _adc_list(data, scratch, qi, p, lst, scores, labels, live):
+    Q, centroids, offsets, codes, books_t, term, is_l2 = data
+    ipt, table = scratch
+    q = Q[qi]
+    if is_l2:
+        _list_table(q, centroids[lst], books_t, ipt, term, lst, is_l2, table)
+    base = _list_constant(q, centroids[lst], is_l2)
+    for row in range(offsets[lst], offsets[lst + 1]):
+        push(scores, labels, base + adc_sum(table, codes, row), row, live)
+
+
+@numba.njit(**PARALLEL_JIT)
+def pq_adc_scan(Q, centroids, probes, offsets, codes, books_t, term, is_l2, live, k):
+    """Top-k row positions per query by float ADC over (n, M) uint8 codes; one call per batch."""
+    return ivf_topk(_adc_begin, _adc_list, (Q, centroids, offsets, codes, books_t, term, is_l2),
+                    probes, live, k)
+
 
 
 @numba.njit(**JIT)
@@ -159,8 +166,51 @@ def _l2_table_ranges(term, lst, ipt, table, rowmin):
     return bias, span
 
 
+@numba.njit(**JIT)
+def _fastscan_begin(data, qi):
+    """Scratch tables, and for ip the quantized table once: it does not depend on the list."""
+    Q, centroids, offsets, block_offsets, packed, books_t, term, is_l2 = data
+    M, _, ksub = books_t.shape
+    ipt = np.empty((M, ksub), dtype=np.float32)
+    table = np.empty((M, ksub), dtype=np.float32)
+    qtable = np.empty((M, ksub), dtype=np.uint8)
+    rowmin = np.empty(M, dtype=np.float32)
+    acc = np.empty(BLOCK, dtype=np.int32)
+    scale = np.zeros(2, dtype=np.float32)  # (bias, delta) of the quantized table
+    _query_tables(Q[qi], books_t, ipt)
+    if not is_l2:
+        _list_table(Q[qi], centroids[0], books_t, ipt, term, 0, is_l2, table)
+        scale[0], span = _row_ranges(table, rowmin)
+        scale[1] = quantize_rows(table, qtable, rowmin, span)
+    return ipt, table, qtable, rowmin, acc, scale
+
+
+@numba.njit(**JIT)
+def _fastscan_list(data, scratch, qi, p, lst, scores, labels, live):
+    Q, centroids, offsets, block_offsets, packed, books_t, term, is_l2 = data
+    ipt, table, qtable, rowmin, acc, scale = scratch
+    q = Q[qi]
+    if is_l2:
+        if term.shape[0] > 0:
+            bias, span = _l2_table_ranges(term, lst, ipt, table, rowmin)
+        else:
+            _list_table(q, centroids[lst], books_t, ipt, term, lst, is_l2, table)
+            bias, span = _row_ranges(table, rowmin)
+        scale[0] = bias
+        scale[1] = quantize_rows(table, qtable, rowmin, span)
+    base = _list_constant(q, centroids[lst], is_l2) + scale[0]
+    delta = scale[1]
+    first = offsets[lst]
+    for b in range(block_offsets[lst], block_offsets[lst + 1]):
+        acc[:] = 0
+        accumulate_block(qtable, packed, b, 0, packed.shape[1], acc)
+        start = first + (b - block_offsets[lst]) * BLOCK
+        for v in range(min(BLOCK, offsets[lst + 1] - start)):
+            push(scores, labels, base + delta * np.float32(acc[v]), start + v, live)
+
+
 @numba.njit(**PARALLEL_JIT)
-def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, books_t, term, is_l2, k):
+def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, books_t, term, is_l2, live, k):
     """Top-k row positions per query over 4-bit codes packed in blocks of 32 vectors.
 
     ``packed[b, j, v]`` holds sub-quantizers 2j (low nibble) and 2j+1 (high nibble) of lane v of
@@ -168,41 +218,5 @@ def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, books_t, 
     table is quantized to uint8 and each block is summed in 32 integer lanes with 16-entry
     register shuffles (faiss's FastScan, §4.1), then de-quantized once per vector.
     """
-    nq = Q.shape[0]
-    M, _, ksub = books_t.shape
-    out_s = np.full((nq, k), np.inf, dtype=np.float32)
-    out_l = np.full((nq, k), -1, dtype=np.int64)
-    for qi in numba.prange(nq):
-        q = Q[qi]
-        ipt = np.empty((M, ksub), dtype=np.float32)
-        table = np.empty((M, ksub), dtype=np.float32)
-        qtable = np.empty((M, ksub), dtype=np.uint8)
-        rowmin = np.empty(M, dtype=np.float32)
-        acc = np.empty(BLOCK, dtype=np.int32)
-        _query_tables(q, books_t, ipt)
-        bias = delta = np.float32(0.0)
-        if not is_l2:  # the ip table does not depend on the list: quantize it once
-            _list_table(q, centroids[0], books_t, ipt, term, 0, is_l2, table)
-            bias, span = _row_ranges(table, rowmin)
-            delta = quantize_rows(table, qtable, rowmin, span)
-        for p in range(probes.shape[1]):
-            lst = probes[qi, p]
-            if lst < 0:
-                continue
-            if is_l2:
-                if term.shape[0] > 0:
-                    bias, span = _l2_table_ranges(term, lst, ipt, table, rowmin)
-                else:
-                    _list_table(q, centroids[lst], books_t, ipt, term, lst, is_l2, table)
-                    bias, span = _row_ranges(table, rowmin)
-                delta = quantize_rows(table, qtable, rowmin, span)
-            base = _list_constant(q, centroids[lst], is_l2) + bias
-            first = offsets[lst]
-            for b in range(block_offsets[lst], block_offsets[lst + 1]):
-                acc[:] = 0
-                accumulate_block(qtable, packed, b, 0, packed.shape[1], acc)
-                start = first + (b - block_offsets[lst]) * BLOCK
-                for v in range(min(BLOCK, offsets[lst + 1] - start)):
-                    heap_push(out_s[qi], out_l[qi], base + delta * np.float32(acc[v]), start + v)
-        heap_sort(out_s[qi], out_l[qi])
-    return out_s, out_l
+    return ivf_topk(_fastscan_begin, _fastscan_list,
+                    (Q, centroids, offsets, block_offsets, packed, books_t, term, is_l2), probes, live, k)

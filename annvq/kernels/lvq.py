@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 from .config import JIT, PARALLEL_JIT
+from .driver import ivf_topk, new_heaps, push
 from .topk import heap_push, heap_sort
 
 #: bytes of the two float16 constants at the start of each row
@@ -138,44 +139,55 @@ def _list_query(q, centroid, mean, qr):
     return s
 
 
+@numba.njit(**JIT)
+def _lvq_begin(data, qi):
+    """(q - c - mu buffer, scratch for unpacked codes, sum of q)."""
+    Q, centroids, mean, offsets, codes, B1, is_l2 = data
+    D = Q.shape[1]
+    qsum = np.zeros(1, dtype=np.float32)
+    for j in range(D):
+        qsum[0] += Q[qi, j]
+    return np.empty(D, dtype=np.float32), np.empty(D, dtype=np.float32), qsum
+
+
+@numba.njit(**JIT)
+def _lvq_list(data, scratch, qi, p, lst, scores, labels, live):
+    """Level-1 scores of one list's rows."""
+    Q, centroids, mean, offsets, codes, B1, is_l2 = data
+    qr, c1, qsum = scratch
+    q = Q[qi]
+    base = _list_query(q, centroids[lst], mean, qr)
+    for r in range(offsets[lst], offsets[lst + 1]):
+        row = codes[r]
+        lo = half_to_float(row[0], row[1])
+        delta = half_to_float(row[2], row[3])
+        if is_l2:
+            s = level1_l2(qr, row, B1, lo, delta, c1)
+        else:
+            s = base - lo * qsum[0] - delta * level1_dot(q, row, B1, c1)
+        push(scores, labels, s, r, live)
+
+
 @numba.njit(**PARALLEL_JIT)
-def lvq_scan(Q, centroids, mean, probes, offsets, codes, B1, B2, level2, is_l2, kscan, k):
+def lvq_scan(Q, centroids, mean, probes, offsets, codes, B1, B2, level2, is_l2, live, kscan, k):
     """Top-k row positions per query: level 1 scanned into a shortlist of ``kscan``, re-ranked
     with levels 1+2 when B2 > 0. One call per query batch."""
+    short_s, short_l = ivf_topk(_lvq_begin, _lvq_list, (Q, centroids, mean, offsets, codes, B1, is_l2),
+                                probes, live, kscan)
+    if B2 == 0:
+        return short_s[:, :k].copy(), short_l[:, :k].copy()
     nq, D = Q.shape
-    out_s = np.full((nq, k), np.inf, dtype=np.float32)
-    out_l = np.full((nq, k), -1, dtype=np.int64)
+    out_s, out_l = new_heaps(nq, k)
     for qi in numba.prange(nq):
         q = Q[qi]
         qr = np.empty(D, dtype=np.float32)
         c1 = np.empty(D, dtype=np.float32)
         c2 = np.empty(D, dtype=np.float32)
-        short_s = np.full(kscan, np.inf, dtype=np.float32)
-        short_l = np.full(kscan, -1, dtype=np.int64)
         qsum = np.float32(0.0)
         for j in range(D):
             qsum += q[j]
-        for p in range(probes.shape[1]):
-            lst = probes[qi, p]
-            if lst < 0:
-                continue
-            base = _list_query(q, centroids[lst], mean, qr)
-            for r in range(offsets[lst], offsets[lst + 1]):
-                row = codes[r]
-                lo = half_to_float(row[0], row[1])
-                delta = half_to_float(row[2], row[3])
-                if is_l2:
-                    s = level1_l2(qr, row, B1, lo, delta, c1)
-                else:
-                    s = base - lo * qsum - delta * level1_dot(q, row, B1, c1)
-                heap_push(short_s, short_l, s, r)
-        if B2 == 0:
-            heap_sort(short_s, short_l)
-            out_s[qi] = short_s[:k]
-            out_l[qi] = short_l[:k]
-            continue
         for c in range(kscan):
-            r = short_l[c]
+            r = short_l[qi, c]
             if r < 0:
                 continue
             lst = np.searchsorted(offsets, r, side="right") - 1

@@ -76,26 +76,36 @@ class Codec:
         raise NotImplementedError
 
     # --- search ----------------------------------------------------------------------------
-    def search(self, Q: np.ndarray, centroids: np.ndarray, lists, probe, k: int,
-               params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (nq, k) float32 ascending, row positions (nq, k) int64; -1 where none) over
-        the lists ``probe(Q)`` names (an `ivf.Probe`)."""
+    def search(self, plan, centroids: np.ndarray, lists, probe, k: int,
+               live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores (nq, k) float32 ascending, row positions (nq, k) int64; -1 where none) of
+        a `plan.SearchPlan`'s queries over the lists ``plan.lists(probe)`` names (an `ivf.Probe`),
+        returning only rows in the ``live`` bitset (`kernels.driver`). Per-query work goes in
+        ``plan.cache``, so the segments of a collection share it."""
         raise NotImplementedError
 
     def warmup(self) -> None:
         """Compile this codec's kernels now, so the first query pays nothing.
 
-        Encodes and searches two random vectors in one list: the same array types as real
-        data, so the cached specialisations are the ones queries use.
+        Encodes a few random vectors into two lists and searches them with one query (probed
+        in numba) and with all (probed through faiss), with and without a row bitset: the same
+        array types as real data, so the cached specialisations are the ones queries use.
         """
         from ..ivf import InvertedLists, Probe
+        from ..kernels.config import readonly
+        from ..kernels.driver import ALL_ROWS
+        from ..linalg import SMALL_ROWS
+        from ..plan import QueryCache, SearchPlan
 
-        X = np.random.default_rng(0).standard_normal((2, self.dim)).astype(np.float32)
-        centroids = np.zeros((1, self.dim), np.float32)
-        assign = np.zeros(2, np.int64)
+        X = np.random.default_rng(0).standard_normal((SMALL_ROWS + 1, self.dim)).astype(np.float32)
+        centroids = np.zeros((2, self.dim), np.float32)
+        assign = np.arange(len(X)) % 2
         codes, factors = self.encode(X, centroids, assign)
-        lists = InvertedLists.from_rows(1, assign, np.arange(2), codes, factors)
-        self.search(X, centroids, lists, Probe(centroids, self.metric, 1), 1, self.check_params({}))
+        lists = InvertedLists.from_rows(2, assign, np.arange(len(X)), codes, factors)
+        for Q in (X[:1], X):
+            plan = SearchPlan(readonly(Q), self.metric, 1, 1, 0, self.check_params({}), QueryCache())
+            for live in (ALL_ROWS, np.ones(2, np.uint8)):
+                self.search(plan, centroids, lists, Probe(centroids, self.metric, 1), 1, live)
         self._cache = {}  # drop what was derived from the warm-up's lists
 
     def _cached(self, key: str, obj, make):

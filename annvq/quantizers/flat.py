@@ -37,12 +37,10 @@ class FlatCodec(Codec):
     def decode(self, codes, factors, centroids, assign):
         return np.ascontiguousarray(codes).view(np.float32).reshape(len(codes), self.dim)
 
-    def search(self, Q, centroids, lists, probe, k, params):
-        probes = probe(Q)
-        vectors = readonly(np.ascontiguousarray(lists.codes).view(np.float32).reshape(-1, self.dim))
-        norms = lists.factors[:, 0] if self.metric == "l2" else np.zeros(0, np.float32)
-        scores, pos = ivf_flat_scan(Q, probes, readonly(lists.offsets), vectors,
-                                    readonly(np.ascontiguousarray(norms)), self.alpha, k)
-        if self.metric == "l2":
-            scores += np.einsum("ij,ij->i", Q, Q)[:, None]
-        return scores, pos
+    def search(self, plan, centroids, lists, probe, k, live):
+        def make():
+            vectors = np.ascontiguousarray(lists.codes).view(np.float32).reshape(-1, self.dim)
+            norms = lists.factors[:, 0] if self.metric == "l2" else np.zeros(0, np.float32)
+            return readonly(lists.offsets), readonly(vectors), readonly(np.ascontiguousarray(norms))
+        offsets, vectors, norms = self._cached("rows", lists, make)
+        return ivf_flat_scan(plan.queries, plan.lists(probe), offsets, vectors, norms, self.alpha, live, k)

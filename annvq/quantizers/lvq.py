@@ -147,13 +147,13 @@ class LVQCodec(Codec):
         return (x + self.mean + centroids[assign]).astype(np.float32)
 
     # --- search ----------------------------------------------------------------------------
-    def search(self, Q, centroids, lists, probe, k, params):
+    def search(self, plan, centroids, lists, probe, k, live):
         if self.mean is None:
             raise NotTrainedError(f"The {self.spec} codec is not trained: call fit first.")
-        kscan = k * params.get("reorder", 1) if self.B2 else k
-        return lvq_scan(readonly(Q), readonly(centroids), readonly(self.mean), probe(Q),
+        kscan = k * plan.params.get("reorder", 1) if self.B2 else k
+        return lvq_scan(plan.queries, readonly(centroids), readonly(self.mean), plan.lists(probe),
                         readonly(lists.offsets), readonly(lists.codes), self.B1, self.B2,
-                        HEADER + self._level_bytes(self.B1), self.metric == "l2", kscan, k)
+                        HEADER + self._level_bytes(self.B1), self.metric == "l2", live, kscan, k)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):

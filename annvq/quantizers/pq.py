@@ -189,18 +189,18 @@ class PQCodec(Codec):
             return readonly(block_offsets), readonly(packed)
         return self._cached("packed", lists, make)
 
-    def search(self, Q, centroids, lists, probe, k, params):
+    def search(self, plan, centroids, lists, probe, k, live):
         self._check()
-        probes = probe(Q)
+        probes = plan.lists(probe)
         C, books_t, term = self._model(centroids)
-        Qr = readonly(self._rotate(Q))
+        Qr = plan.cache.get("pq.rotated", lambda: readonly(self._rotate(plan.queries)))
         is_l2 = self.metric == "l2"
         if self.fast:
             block_offsets, packed = self._packed(lists)
             return pq4_fastscan(Qr, C, probes, readonly(lists.offsets), block_offsets, packed,
-                                books_t, term, is_l2, k)
+                                books_t, term, is_l2, live, k)
         return pq_adc_scan(Qr, C, probes, readonly(lists.offsets), readonly(lists.codes),
-                           books_t, term, is_l2, k)
+                           books_t, term, is_l2, live, k)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):

@@ -47,7 +47,6 @@ class SAQCodec(Codec):
         self.plan_: list[tuple[int, int]] | None = None
         self.modelled_error_ = None
         self.transform_ = self.mean_ = self.components_ = self.variance_ = None
-        self._sigma_cache = None
 
     @classmethod
     def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
@@ -111,7 +110,6 @@ class SAQCodec(Codec):
         self.plan_ = [(int(length), int(bits)) for length, bits in plan]
         self.transform_ = np.ascontiguousarray(transform, dtype=np.float32)
         self._cache = {}
-        self._sigma_cache = None
         segs = self.segments
         self._seg_arrays = tuple(np.array([s[i] for s in segs], np.int64) for i in range(3))
         words = np.array([length * bits // 64 for _, length, bits in segs], np.int64)
@@ -205,7 +203,7 @@ class SAQCodec(Codec):
         M_s = (P_s^T W_s)^T diag(sqrt(var_s)) undoes R_s from the already rotated query: sum L_s^2
         multiply-adds per query instead of a second dim x dim GEMM.
         """
-        if self._sigma_cache is None:
+        def make():
             pca = np.zeros((self.dim, self.padded_dim), np.float32)
             pca[:, :self.dim] = self.components_
             maps, means = [], []
@@ -215,9 +213,9 @@ class SAQCodec(Codec):
                 maps.append(((pca[:, cols].T @ self.transform_[:, cols]).T * scale).ravel())
                 means.append((self.mean_ @ pca[:, cols]) * scale)
             offsets = np.concatenate([[0], np.cumsum([len(M) for M in maps])]).astype(np.int64)
-            self._sigma_cache = tuple(readonly(np.ascontiguousarray(a)) for a in (
+            return tuple(readonly(np.ascontiguousarray(a)) for a in (
                 np.concatenate(maps).astype(np.float32), offsets, np.concatenate(means).astype(np.float32)))
-        return self._sigma_cache
+        return self._cached("sigma", self.transform_, make)
 
     def variance_bounds(self, QW: np.ndarray, m: float) -> np.ndarray:
         """m * sigma_s(q) per query and non-zero segment from the rotated queries QW (eq. 20):
@@ -237,28 +235,27 @@ class SAQCodec(Codec):
             sigma[:, s] = np.einsum("ij,ij->i", y, y)
         return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
-    def search(self, Q, centroids, lists, probe, k, params):
+    def search(self, plan, centroids, lists, probe, k, live):
         seg_dim, seg_len, seg_bits = self._seg_arrays
         CW = self._rotated_centroids(centroids)
-        QW, msig, probes = probe.remember(("saq", probe.n, float(params["m"])), Q,
-                                          lambda: self._prepare(Q, CW, probe, params))
+        QW, msig, probes = plan.cache.get(("saq", probe.n), lambda: self._prepare(plan, CW, probe))
         return saq_scan(QW, CW, msig, probes, readonly(lists.offsets), *self._packed(lists), readonly(lists.codes),
                         readonly(lists.factors), seg_dim, seg_len, seg_bits, 8 * self._seg_word, self.tail_dim,
-                        self.metric == "l2", bool(params["prune"]), k)
+                        self.metric == "l2", bool(plan.params["prune"]), live, k)
 
-    def _prepare(self, Q, CW, probe, params):
+    def _prepare(self, plan, CW, probe):
         """What a search needs of the queries alone: rotated, their variance bounds, their lists."""
-        QW = np.ascontiguousarray(self.rotate(Q))
-        return QW, self.variance_bounds(QW, float(params["m"])), self._probe(probe, Q, QW, CW)
+        QW = readonly(np.ascontiguousarray(self.rotate(plan.queries)))
+        return QW, self.variance_bounds(QW, float(plan.params["m"])), self._probe(plan, probe, QW, CW)
 
-    def _probe(self, probe, Q, QW, CW):
+    def _probe(self, plan, probe, QW, CW):
         """The lists to scan. For a few L2 queries they are found in the codec's PCA basis, which
         the rotated queries are in already: there partial distances drop most centroids after
-        64-128 of the dimensions (half faiss's time for one query at 1024 x 784, 13-16% of the
-        centroids read on fashion-mnist); batches use BLAS through the probe."""
-        if probe.metric == "l2" and self.mean_ is not None and len(Q) <= SMALL_ROWS:
+        64-128 of the dimensions (13-16% of the centroids read on fashion-mnist); batches use
+        BLAS through the probe."""
+        if probe.metric == "l2" and self.mean_ is not None and plan.nq <= SMALL_ROWS:
             return nearest_rows_pruned(QW, CW, probe.n)
-        return probe(Q)
+        return plan.lists(probe)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):

@@ -1,4 +1,5 @@
-"""On-disk storage for collections: Arrow IPC array files, crash-safe manifests, the writer lock."""
+"""On-disk storage for collections: Arrow IPC array files, crash-safe manifests, the writer lock,
+the file layout (layout.py) and whole-version verify/snapshot (snapshot.py)."""
 
 from .arrow import FORMAT_VERSION, read_arrays, write_arrays
 from .lock import WriterLock

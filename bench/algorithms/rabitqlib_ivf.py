@@ -9,7 +9,7 @@ from annvq.ivf import nearest_lists
 
 from .base import BaseANN, as_float32, check_metric, ivf_metric, prepared, shared_centroids, threads
 
-#: per-vector float factors of RaBitQ-Library's IVF (quantizers.md §1.6): 3 for the 1-bit
+#: per-vector float factors of RaBitQ-Library's IVF (docs/algorithms.md §5.3): 3 for the 1-bit
 #: estimate (F_add, F_rescale, F_err), 2 more for the extended code when nbits > 1
 ONE_BIT_FACTORS, EX_FACTORS = 3, 2
 #: its default FhtKac rotation refuses fewer dimensions; zero columns change no distance
@@ -64,7 +64,7 @@ class RabitqlibIVF(BaseANN):
         self.res = as_ids(ids)
 
     def bytes_per_vector(self) -> float:
-        # quantizers.md §1.6: D_pad*B/8 code bytes plus the float factors (ids excluded)
+        # docs/algorithms.md §5.3: D_pad*B/8 code bytes plus the float factors (ids excluded)
         d_pad = -(-self.dim // 64) * 64
         factors = ONE_BIT_FACTORS + (EX_FACTORS if self.nbits > 1 else 0)
         return float(d_pad * self.nbits / 8 + 4 * factors)

@@ -36,8 +36,8 @@ async def query_batch(request: Request):
 def _query(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response:
     start = time.perf_counter()
     body = parse_body(Query, raw)
-    D, I = col.search(as_matrix([body.vector], col.dim, "vector"), body.k, **search_kwargs(body.params))
-    out = hits(col, D[0], I[0], with_payload=body.with_payload, with_vector=body.with_vector)
+    found = col.query(as_matrix([body.vector], col.dim, "vector"), body.k, **search_kwargs(body.params))
+    out = hits(found, 0, with_payload=body.with_payload, with_vector=body.with_vector)
     metrics.count_vectors(name, "query", 1)
     return json_response(QueryResult(**out, took_ms=(time.perf_counter() - start) * 1e3))
 
@@ -45,8 +45,8 @@ def _query(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response
 def _query_batch(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response:
     start = time.perf_counter()
     body = parse_body(QueryBatch, raw)
-    D, I = col.search(as_matrix(body.vectors, col.dim), body.k, **search_kwargs(body.params))
-    results = [hits(col, d, i, with_payload=body.with_payload, with_vector=body.with_vector)
-               for d, i in zip(D, I)]
+    found = col.query(as_matrix(body.vectors, col.dim), body.k, **search_kwargs(body.params))
+    results = [hits(found, qi, with_payload=body.with_payload, with_vector=body.with_vector)
+               for qi in range(len(found.ids))]
     metrics.count_vectors(name, "query", len(results))
     return json_response(BatchResult(results=results, took_ms=(time.perf_counter() - start) * 1e3))

@@ -1,0 +1,74 @@
+"""A collection search's answer: the best k hits of every query, and where each one lives.
+
+Each part (segment and its tombstones) is scanned into raw scores ("smaller is better", as
+`plan.SearchPlan` describes); `Hits.merge` picks the best k across parts on those scores and
+converts them to reported distances once. A hit keeps its (part, row), so payloads and vectors
+are read from the snapshot that was searched, without a second lookup by id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels.driver import WORST
+from .plan import SearchPlan
+from .segments import Part
+
+
+@dataclass(frozen=True, eq=False)
+class Hits:
+    """distances and ids (nq, k) best first (id -1, distance +-inf: no result); part (nq, k)
+    indexes ``parts``, row (nq, k) is the row within that part's segment."""
+
+    distances: np.ndarray
+    ids: np.ndarray
+    part: np.ndarray
+    row: np.ndarray
+    parts: tuple[Part, ...]
+
+    @classmethod
+    def merge(cls, plan: SearchPlan, parts: tuple[Part, ...],
+              found: list[tuple[np.ndarray, np.ndarray]]) -> "Hits":
+        """The best ``plan.k`` of the parts' (raw scores, rows), ties kept in part order."""
+        shape = (plan.nq, plan.k)
+        if not found:
+            scores, rows, part = np.full(shape, WORST, np.float32), np.full(shape, -1, np.int64), None
+        else:
+            scores = np.concatenate([s for s, _ in found], axis=1)
+            rows = np.concatenate([r for _, r in found], axis=1)
+            part = np.concatenate([np.full(r.shape, i, np.int64) for i, (_, r) in enumerate(found)], axis=1)
+            if len(found) > 1:
+                order = np.argsort(scores, axis=1, kind="stable")[:, :plan.k]
+                scores, rows, part = (np.take_along_axis(a, order, 1) for a in (scores, rows, part))
+        missing = rows < 0
+        part = np.full(shape, -1, np.int64) if part is None else np.where(missing, -1, part)
+        ids = np.full(shape, -1, np.int64)
+        for i, p in enumerate(parts):
+            at = part == i
+            ids[at] = p.segment.ids[rows[at]]
+        return cls(plan.report(scores, rows), ids, part, rows, parts)
+
+    def _located(self, qi: int):
+        """(part, row) of query qi's hits, padding dropped."""
+        keep = self.part[qi] >= 0
+        return zip(self.part[qi][keep].tolist(), self.row[qi][keep].tolist())
+
+    def payloads(self, qi: int) -> list[dict | None]:
+        """The payload of each of query qi's hits (None where a point has none)."""
+        out = []
+        for i, r in self._located(qi):
+            texts = self.parts[i].segment.payloads
+            text = None if texts is None else texts[r].as_py()
+            out.append(None if text is None else json.loads(text))
+        return out
+
+    def vectors(self, qi: int) -> list[np.ndarray | None]:
+        """The stored vector of each of query qi's hits (None where raw vectors are not kept)."""
+        out = []
+        for i, r in self._located(qi):
+            vectors = self.parts[i].segment.vectors
+            out.append(None if vectors is None else np.array(vectors[r]))
+        return out

@@ -1,0 +1,115 @@
+"""A search, validated once at the boundary and passed down frozen.
+
+`Index.plan` (and through it `Collection.search`) checks the queries, k, nprobe, rerank and the
+codec's parameters and builds a `SearchPlan`; nothing below re-validates. Scans return raw
+scores, "smaller is better" (squared L2 distance, or the negated inner product), which merge
+across segments as they are; `SearchPlan.report` turns them into reported distances once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, NamedTuple
+
+import numpy as np
+
+from .errors import InvalidParameterError
+from .kernels.config import readonly
+from .validation import check_int, metric_vectors
+
+
+@dataclass(eq=False)
+class QueryCache:
+    """Work that depends only on the plan's queries (probed lists, a codec's rotated queries and
+    bounds), done once per search and shared by every segment scanned with the plan."""
+
+    entries: dict = field(default_factory=dict)
+
+    def get(self, key, make: Callable[[], Any]):
+        if key not in self.entries:
+            self.entries[key] = make()
+        return self.entries[key]
+
+
+class SearchPlan(NamedTuple):
+    """What one search asks for, checked: queries (nq, dim) float32, finite, unit rows for
+    cosine; k, nprobe and rerank in range; the codec's parameters with defaults filled in.
+    Immutable (a named tuple: a frozen dataclass costs a microsecond more per search)."""
+
+    queries: np.ndarray  # read-only
+    metric: str
+    k: int
+    nprobe: int
+    rerank: int
+    params: Mapping[str, Any]
+    cache: QueryCache
+
+    @property
+    def nq(self) -> int:
+        return len(self.queries)
+
+    def lists(self, probe) -> np.ndarray:
+        """The lists ``probe`` (an `ivf.Probe`) names for the queries, found once per search."""
+        return self.cache.get(("lists", probe.n), lambda: probe(self.queries))
+
+    def report(self, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Reported distances from raw scores: Euclidean distance (l2), or the inner product /
+        cosine similarity; +inf / -inf where ``rows`` is -1 (no result)."""
+        missing = rows < 0
+        if self.metric == "l2":
+            out = np.sqrt(np.maximum(scores, 0), dtype=np.float32)
+            out[missing] = np.inf
+        else:
+            out = np.negative(scores, dtype=np.float32)
+            out[missing] = -np.inf
+        return out
+
+
+def parse_params(params: str | dict | None) -> dict[str, Any]:
+    """Search parameters as a dict; also accepts faiss's "nprobe=16,rerank=4" string form."""
+    if params is None:
+        return {}
+    if isinstance(params, dict):
+        return dict(params)
+    out = {}
+    for item in str(params).split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidParameterError(f"Search parameter {item!r} is not of the form name=value.")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            try:
+                out[name.strip()] = float(value)
+            except ValueError:
+                raise InvalidParameterError(f"Search parameter {item!r} needs a number.") from None
+    return out
+
+
+def make_plan(Q, k, *, dim: int, metric: str, nlist: int, codec, owner: str, nprobe=None, rerank=None,
+              default_rerank: int = 0, keeps_vectors: bool = True, params=None) -> SearchPlan:
+    """Validate a search against an index's shape and codec (``codec.search_params``) and freeze
+    it. Keyword arguments win over the same names in ``params``."""
+    opts = parse_params(params)
+    params_nprobe, params_rerank = opts.pop("nprobe", 1), opts.pop("rerank", default_rerank)
+    nprobe = params_nprobe if nprobe is None else nprobe
+    rerank = params_rerank if rerank is None else rerank
+    k = check_int(k, "k", owner)
+    nprobe = check_int(nprobe, "nprobe", owner, 1, nlist)
+    rerank = check_int(rerank, "rerank", owner, 0)
+    unknown = set(opts) - set(codec.search_params)
+    if unknown:
+        raise InvalidParameterError(
+            f"Unknown search parameter(s) {sorted(unknown)} for {codec.spec}; known: "
+            f"{['nprobe', 'rerank', *codec.search_params]}."
+        )
+    if rerank and not keeps_vectors:
+        raise InvalidParameterError(
+            "rerank needs the raw vectors: build the index with keep_vectors=True or a ',Rerank' spec."
+        )
+    X = metric_vectors(Q, dim, metric, name="queries")
+    return SearchPlan(readonly(X), metric, k, nprobe, rerank, MappingProxyType(codec.check_params(opts)),
+                      QueryCache())
