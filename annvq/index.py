@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .errors import InvalidParameterError, InvalidVectorsError, NotTrainedError
 from .ivf import InvertedLists, Probe, coarse_index, nearest_lists, train_centroids
 from .kernels.config import readonly
-from .kernels.driver import ALL_ROWS
+from .kernels.driver import ALL_ROWS, row_ids
 from .kernels.flat import rerank_exact
 from .plan import SearchPlan, make_plan
 from .quantizers import make_codec
@@ -48,7 +48,7 @@ class Index:
         # Without IVF the whole index is one list around the origin.
         self.centroids_ = None if self.spec.nlist else np.zeros((1, self.dim), np.float32)
         self._coarse = None  # (centroids, faiss index over them), built on first use
-        self._probes = {}  # n -> Probe over the centroids, shared by views (`with_lists`)
+        self._probes = {}  # n -> Probe over the centroids, shared with views (`with_lists`)
         self.lists = InvertedLists.empty(self.nlist, self.codec.code_size, self.codec.n_factors,
                                          self.dim if self.keep_vectors else None)
 
@@ -111,6 +111,7 @@ class Index:
         codec = copy.deepcopy(self.codec).fit(X, centroids, assign)
         codec.warmup()
         self.codec, self.centroids_ = codec, centroids
+        self._probes = {}
         self.lists = InvertedLists.empty(self.nlist, codec.code_size, codec.n_factors,
                                          self.dim if self.keep_vectors else None)
         return self
@@ -151,9 +152,8 @@ class Index:
         return self
 
     def with_lists(self, lists: InvertedLists) -> "Index":
-        """A view of the same trained model over other lists (a collection's segment). The coarse
-        index is built here, on the model, so that every view shares it: left to the view, it was
-        rebuilt by every search (0.3 ms, a fifth of a single-vector search at 1024 x 784)."""
+        """A view of the same trained model over other lists. The coarse index is built here, on
+        the model, so that every view shares it and its probes instead of building its own."""
         if self.nlist > 1 and self.centroids_ is not None:
             self._coarse_for(self.centroids_)
         other = copy.copy(self)
@@ -164,8 +164,8 @@ class Index:
     def plan(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
              params: str | dict | None = None, owner: str = "Index.search") -> SearchPlan:
         """Validate a search once (queries, k, nprobe, rerank, codec knobs) and freeze it; see
-        `search` for the parameters. Scans of several views of this model (`with_lists`) with
-        one plan share its per-query work: probing, SAQ's rotation and bounds."""
+        `search` for the parameters. Scans of several lists with one plan (a collection's segments:
+        ``scan(plan, lists)``) share its per-query work: probing, SAQ's rotation and bounds."""
         return make_plan(Q, k, dim=self.dim, metric=self.metric, nlist=self.nlist, codec=self.codec,
                          owner=owner, nprobe=nprobe, rerank=rerank, params=params,
                          default_rerank=DEFAULT_RERANK if self.spec.rerank else 0,
@@ -189,8 +189,8 @@ class Index:
     def _probe(self, n: int) -> Probe:
         """The `Probe` of n lists over this model's centroids, made once per n and model."""
         hit = self._probes.get(n)
-        if hit is None or hit.centroids is not self.centroids_:
-            hit = self._probes[n] = Probe(self.centroids_, self.codec_metric, n,
+        if hit is None:
+            hit = self._probes[n] = Probe(readonly(self.centroids_), self.codec_metric, n,
                                           None if self.nlist == 1 else self._coarse_for(self.centroids_))
         return hit
 
@@ -204,9 +204,9 @@ class Index:
         """
         self._check_trained("search")
         plan = self.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params)
-        scores, rows = self.scan(plan)
-        ids = self.lists.ids[np.maximum(rows, 0)] if self.ntotal else np.zeros(rows.shape, np.int64)
-        return plan.report(scores, rows), np.where(rows < 0, -1, ids)
+        lists = self.lists
+        scores, rows = self.scan(plan, lists)
+        return plan.report(scores, rows), row_ids(rows, readonly(lists.ids))
 
     # --- persistence -----------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

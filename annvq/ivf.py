@@ -54,7 +54,7 @@ class Probe:
     centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`); a search
     plan remembers the answer for the segments that share the model (`SearchPlan.lists`)."""
 
-    centroids: np.ndarray
+    centroids: np.ndarray  # read-only
     metric: str
     n: int
     index: faiss.Index | None = None  # the coarse index over `centroids`; None: built per call
@@ -63,7 +63,7 @@ class Probe:
         if len(self.centroids) == 1:
             return np.zeros((len(X), 1), np.int64)
         if len(X) <= SMALL_ROWS:  # a few queries: numba on this thread, no faiss call or BLAS team
-            return nearest_rows(readonly(X), readonly(self.centroids), self.n, self.metric == "l2")
+            return nearest_rows(readonly(X), self.centroids, self.n, self.metric == "l2")
         return nearest_lists(X, self.centroids, self.metric, self.n, index=self.index)
 
 

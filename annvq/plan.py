@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import InvalidParameterError
 from .kernels.config import readonly
+from .kernels.driver import reported
 from .validation import check_int, metric_vectors
 
 
@@ -35,7 +36,7 @@ class QueryCache:
 class SearchPlan(NamedTuple):
     """What one search asks for, checked: queries (nq, dim) float32, finite, unit rows for
     cosine; k, nprobe and rerank in range; the codec's parameters with defaults filled in.
-    Immutable (a named tuple: a frozen dataclass costs a microsecond more per search)."""
+    Immutable: a named tuple, the cheapest frozen record to build once per search."""
 
     queries: np.ndarray  # read-only
     metric: str
@@ -56,14 +57,7 @@ class SearchPlan(NamedTuple):
     def report(self, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Reported distances from raw scores: Euclidean distance (l2), or the inner product /
         cosine similarity; +inf / -inf where ``rows`` is -1 (no result)."""
-        missing = rows < 0
-        if self.metric == "l2":
-            out = np.sqrt(np.maximum(scores, 0), dtype=np.float32)
-            out[missing] = np.inf
-        else:
-            out = np.negative(scores, dtype=np.float32)
-            out[missing] = -np.inf
-        return out
+        return reported(scores, rows, self.metric == "l2")
 
 
 def parse_params(params: str | dict | None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Bit planes: packing integer codes into 64-bit planes and their dot product with a float query.
 
-Layout (ARCHITECTURE.md): a B-bit code over L dimensions (L a multiple of 64) is B planes of
+Layout (docs/algorithms.md §8.1): a B-bit code over L dimensions (L a multiple of 64) is B planes of
 L/64 uint64 words, most significant plane first. Bit i of word w holds dimension 64*w + i, which
 is numpy's little-endian ``packbits`` order viewed as uint64.
 """

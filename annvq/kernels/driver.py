@@ -62,6 +62,33 @@ def ivf_topk(begin, scan_list, data, probes, live, k):
     return out_s, out_l
 
 
+@numba.njit(cache=True, nogil=True)  # no fastmath: it writes infinities
+def reported(scores, rows, l2):
+    """Reported distances from raw scores: sqrt for L2, negation for inner product; +inf / -inf
+    where the row is -1 (no result). One call, no temporaries: it runs on every search."""
+    out = np.empty(scores.shape, np.float32)
+    for i in range(scores.shape[0]):
+        for j in range(scores.shape[1]):
+            if rows[i, j] < 0:
+                out[i, j] = np.inf if l2 else -np.inf
+            elif l2:
+                out[i, j] = np.sqrt(max(scores[i, j], np.float32(0.0)))
+            else:
+                out[i, j] = -scores[i, j]
+    return out
+
+
+@numba.njit(**JIT)
+def row_ids(rows, ids):
+    """The id of every row position, -1 where the position is -1."""
+    out = np.full(rows.shape, -1, np.int64)
+    for i in range(rows.shape[0]):
+        for j in range(rows.shape[1]):
+            if rows[i, j] >= 0:
+                out[i, j] = ids[rows[i, j]]
+    return out
+
+
 def row_bitset(keep: np.ndarray) -> np.ndarray:
     """The bitset of a boolean row mask, as the scans read it."""
     return np.packbits(keep, bitorder="little")

@@ -1,6 +1,6 @@
 """FastScan: 4-bit codes of 32 vectors summed through 16-entry uint8 tables held in registers.
 
-faiss's FastScan (quantizers.md §4.1), used by PQ ``x4fs`` and by SAQ's stage 1. Codes are
+faiss's FastScan (docs/algorithms.md §3.3, §8.2), used by PQ ``x4fs`` and by SAQ's stage 1. Codes are
 repacked per list in blocks of ``BLOCK`` vectors: ``packed[b, j, v]`` is byte column j of lane v
 of block b, its low nibble indexing table row 2j and its high nibble row 2j+1 of a (rows, 16)
 uint8 ``qtable``. Each row is broadcast to both 128-bit halves of a register, and one AVX2

@@ -119,15 +119,6 @@ def nearest_rows(X, C, n, l2):
 PRUNE_STEP = 64
 
 
-@numba.njit(**JIT, inline="always")
-def _sq_dist_step(x, c, a):
-    s = np.float32(0.0)
-    for i in range(a, a + PRUNE_STEP):
-        t = x[i] - c[i]
-        s += t * t
-    return s
-
-
 @numba.njit(**JIT)
 def nearest_rows_pruned(X, C, n):
     """The n rows of C nearest to each row of X in L2, best first (dimension a multiple of 64).
@@ -135,22 +126,27 @@ def nearest_rows_pruned(X, C, n):
     Exact partial-distance search: a row of C is dropped once its distance over the leading
     dimensions passes the n-th best so far. In a PCA basis the leading dimensions hold most of
     the distance, so most rows are dropped after 64-128 dimensions and little of C is read.
+    Elements are read by unsigned index, not through row views or a loop from a runtime start:
+    either keeps numba's reference counting or negative-index wraparound on every load, and
+    then LLVM does not vectorise the step (9x slower measured; docs/benchmarks.md).
     """
     nx, D = X.shape
     scores = np.empty(n, np.float32)
     out = np.empty((nx, n), np.int64)
     for r in range(nx):
-        x = X[r]
         scores[:] = WORST
-        out[r] = -1
+        labels = out[r]
+        labels[:] = -1
         for j in range(C.shape[0]):
-            c = C[j]
             tau = scores[0]
-            s = _sq_dist_step(x, c, 0)
-            for a in range(PRUNE_STEP, D, PRUNE_STEP):
+            s = np.float32(0.0)
+            for a in range(0, D, PRUNE_STEP):
                 if s >= tau:
                     break
-                s += _sq_dist_step(x, c, a)
-            heap_push(scores, out[r], s, j)
-        heap_sort(scores, out[r])
+                for t in range(PRUNE_STEP):
+                    i = np.uint64(a + t)
+                    d = X[r, i] - C[j, i]
+                    s += d * d
+            heap_push(scores, labels, s, j)
+        heap_sort(scores, labels)
     return out

@@ -1,6 +1,6 @@
 r"""Product-quantization scans over CSR inverted lists: float ADC tables and 4-bit fast scan.
 
-Residual PQ (quantizers.md §4.1) with the list centroid c, the (optionally rotated) query q and
+Residual PQ (docs/algorithms.md §3.1) with the list centroid c, the (optionally rotated) query q and
 sub-codebooks C_m:
 
 * l2: :math:`\|q - c - \hat r\|^2 = \|q - c\|^2 + \sum_m T_{l,m}[j_m] - 2\langle q_m, C_{m,j_m}\rangle`
@@ -216,7 +216,7 @@ def pq4_fastscan(Q, centroids, probes, offsets, block_offsets, packed, books_t, 
     ``packed[b, j, v]`` holds sub-quantizers 2j (low nibble) and 2j+1 (high nibble) of lane v of
     block b; list l owns blocks block_offsets[l]:block_offsets[l+1]. Per (query, list) the float
     table is quantized to uint8 and each block is summed in 32 integer lanes with 16-entry
-    register shuffles (faiss's FastScan, §4.1), then de-quantized once per vector.
+    register shuffles (faiss's FastScan, docs/algorithms.md §3.2-3.3), then de-quantized once per vector.
     """
     return ivf_topk(_fastscan_begin, _fastscan_list,
                     (Q, centroids, offsets, block_offsets, packed, books_t, term, is_l2), probes, live, k)

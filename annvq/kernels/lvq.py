@@ -1,4 +1,4 @@
-r"""Fused decode-and-distance scans for LVQ codes (quantizers.md §3.1).
+r"""Fused decode-and-distance scans for LVQ codes (docs/algorithms.md §4).
 
 A row of ``codes`` is ``[l: f16][Δ: f16][level 1: D·B1 bits][level 2: D·B2 bits]``, fields packed
 little-endian bit-first. Level 1 decodes to :math:`\hat x_j = l + Δ c_j`, levels 1+2 to

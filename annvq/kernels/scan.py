@@ -1,4 +1,4 @@
-"""The multi-stage SAQ/CAQ scan over CSR inverted lists (quantizers.md §2.6-2.7, §6.2).
+"""The multi-stage SAQ/CAQ scan over CSR inverted lists (docs/algorithms.md §7.4-7.5, §8).
 
 Per candidate the running distance starts from cheap lower bounds and is refined segment by
 segment; it is dropped as soon as it exceeds the current k-th best (tau):
@@ -13,7 +13,7 @@ segment; it is dropped as soon as it exceeds the current k-th best (tau):
 Lists are walked block by block as the official ``searchCluster``: a block is skipped once no
 lane can still beat tau. Scores are smaller-is-better: the estimated squared L2 distance, or minus
 the estimated inner product. For inner product the query is not centred and the exact <q, c> is
-added (§0).
+added (docs/algorithms.md §9).
 """
 
 import numba

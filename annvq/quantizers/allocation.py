@@ -1,6 +1,6 @@
 """SAQ's joint dimension segmentation and bit allocation: a dynamic programme over PCA variances.
 
-Follows the official code (quantizers.md §2.5), not the paper's Alg. 2: dimensions are grouped
+Follows the official code (docs/algorithms.md §7.2), not the paper's Alg. 2: dimensions are grouped
 in 64-dim blocks, a segment of L dims at B bits costs ``L*B + 64`` bits (its two float32 factors),
 a 0-bit segment is free but only allowed as the tail, and the plan with the fewest segments
 within 1% of the best modelled error wins. Costs are counted in units of 64 bits.

@@ -105,12 +105,12 @@ class Codec:
         for Q in (X[:1], X):
             plan = SearchPlan(readonly(Q), self.metric, 1, 1, 0, self.check_params({}), QueryCache())
             for live in (ALL_ROWS, np.ones(2, np.uint8)):
-                self.search(plan, centroids, lists, Probe(centroids, self.metric, 1), 1, live)
+                self.search(plan, centroids, lists, Probe(readonly(centroids), self.metric, 1), 1, live)
         self._cache = {}  # drop what was derived from the warm-up's lists
 
     def _cached(self, key: str, obj, make):
         """A value derived from `obj` (centroids or lists), kept while obj lives: one entry per
-        object, so segments sharing this codec through ``Index.with_lists`` each keep theirs."""
+        object, so segments scanned through one model (``Index.scan(plan, lists)``) each keep theirs."""
         hit = self._cache.get((key, id(obj)))
         if hit is not None and hit[0]() is obj:
             return hit[1]

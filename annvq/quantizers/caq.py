@@ -1,4 +1,4 @@
-"""CAQ, code adjustment quantization (SAQ paper §3, Alg. 1; quantizers.md §2.2-2.3).
+"""CAQ, code adjustment quantization (SAQ paper §3, Alg. 1; docs/algorithms.md §6.1-6.2).
 
 A vector o is first rounded onto a per-vector symmetric grid of 2^B cells spanning
 [-max|o_i|, max|o_i|], then coordinates are moved one step at a time while that raises

@@ -1,4 +1,4 @@
-"""Locally-adaptive vector quantization: ``LVQ{B}`` and two-level ``LVQ{B1}x{B2}`` (quantizers.md §3.1).
+"""Locally-adaptive vector quantization: ``LVQ{B}`` and two-level ``LVQ{B1}x{B2}`` (docs/algorithms.md §4).
 
 Each residual x - c - μ (list centroid c, global mean μ of the residuals) is rounded to nearest on
 its own min/max grid of 2^B levels; the grid's origin l and step Δ are two float16 constants

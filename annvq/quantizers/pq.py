@@ -1,7 +1,7 @@
 """Residual product quantization: ``PQ{M}x8`` (float ADC) and ``PQ{M}x4fs`` (4-bit fast scan).
 
 The residual x - c to the list centroid is split into M sub-vectors, each replaced by the index
-of its nearest of 2^nbits sub-centroids (quantizers.md §4.1). An ``OPQ{M}`` spec prefix learns an
+of its nearest of 2^nbits sub-centroids (docs/algorithms.md §3.1). An ``OPQ{M}`` spec prefix learns an
 orthogonal rotation R applied to residuals and queries; distances are unchanged by R.
 """
 

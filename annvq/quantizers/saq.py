@@ -1,6 +1,6 @@
 """SAQ: PCA, DP segmentation and bit allocation, a random rotation and CAQ per segment.
 
-quantizers.md §2. The PCA is fitted on a sample, vectors are padded to a multiple of 64, the
+docs/algorithms.md §7. The PCA is fitted on a sample, vectors are padded to a multiple of 64, the
 plan ``[(L_s, B_s), ...]`` comes from the DP over PCA variances (allocation.py), every non-zero
 segment gets its own random orthogonal rotation, and the residual to the IVF centroid is CAQ
 encoded segment by segment. PCA and rotations are folded into one (dim, D_pad) matrix W with
@@ -220,7 +220,7 @@ class SAQCodec(Codec):
     def variance_bounds(self, QW: np.ndarray, m: float) -> np.ndarray:
         """m * sigma_s(q) per query and non-zero segment from the rotated queries QW (eq. 20):
         sigma_s^2 = sum q_i^2 var_i over the PCA-projected query, as the official code does. A
-        single segment has no stage 0 (§2.7). A few queries take one numba call, batches BLAS."""
+        single segment has no stage 0 (docs/algorithms.md §7.4). A few queries take one numba call, batches BLAS."""
         S = len(self.segments)
         if S <= 1 or not math.isfinite(m):
             return np.full((len(QW), S), NO_BOUND, np.float32)
