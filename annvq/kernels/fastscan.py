@@ -189,8 +189,8 @@ def subset_sum_tables(q, start, length, qtable, sums):
     for g in range(0, length, 4):
         q0, q1, q2, q3 = x[g], x[g + 1], x[g + 2], x[g + 3]
         lo = min(q0, zero) + min(q1, zero) + min(q2, zero) + min(q3, zero)
-        row = qtable[(start + g) // 4]
+        r = (start + g) // 4
         for e in range(16):
             v = (q0 if e & 1 else zero) + (q1 if e & 2 else zero) + (q2 if e & 4 else zero) + (q3 if e & 8 else zero)
-            row[e] = np.uint8(np.int32((v - lo) * inv + np.float32(0.5)))
+            qtable[r, e] = np.uint8(np.int32((v - lo) * inv + np.float32(0.5)))
     return bias, step

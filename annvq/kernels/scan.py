@@ -142,15 +142,14 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
     for b in range(block_offsets[lst], block_offsets[lst + 1]):
         start = first + (b - block_offsets[lst]) * BLOCK
         nv = min(BLOCK, end - start)
-        norms = lane_norms[b]
         tau = scores[0]
         # Stage 0: variance bounds, summed from the last segment backwards; every loop over
         # the 32 lanes is branch-free so that it vectorizes.
         for v in range(BLOCK):
-            dcur[v] = base + (norms[S, v] * norms[S, v] if has_tail else zero)
+            dcur[v] = base + (lane_norms[b, S, v] * lane_norms[b, S, v] if has_tail else zero)
         for s in range(S - 1, -1, -1):
             for v in range(BLOCK):
-                vb = max(zero, norms[s, v] * norms[s, v] + vbias[s]) if l2 else vbias[s]
+                vb = max(zero, lane_norms[b, s, v] * lane_norms[b, s, v] + vbias[s]) if l2 else vbias[s]
                 vbsuf[s, v] = vbsuf[s + 1, v] + vb
         for v in range(BLOCK):
             alive[v] = (v < nv) & (dcur[v] + vbsuf[0, v] <= tau)
@@ -167,8 +166,8 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
             acc[:] = 0
             accumulate_block(qtable, packed, b, seg_dim[s] // 8, (seg_dim[s] + seg_len[s]) // 8, acc)
             for v in range(BLOCK):
-                est = norms[s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
-                fs = max(zero, norms[s, v] * norms[s, v] + qq[s] - 2 * est) if l2 else -est
+                est = lane_norms[b, s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
+                fs = max(zero, lane_norms[b, s, v] * lane_norms[b, s, v] + qq[s] - 2 * est) if l2 else -est
                 fast[s, v] = fs
                 dcur[v] += fs
             live_lanes = 0
