@@ -128,7 +128,7 @@ def nearest_rows_pruned(X, C, n):
     the distance, so most rows are dropped after 64-128 dimensions and little of C is read.
     Elements are read by unsigned index, not through row views or a loop from a runtime start:
     either keeps numba's reference counting or negative-index wraparound on every load, and
-    then LLVM does not vectorise the step (9x slower measured; docs/benchmarks.md).
+    then LLVM does not vectorise the step (docs/benchmarks.md, "The search path").
     """
     nx, D = X.shape
     scores = np.empty(n, np.float32)
