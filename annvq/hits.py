@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels.driver import WORST
+from .kernels.config import readonly
+from .kernels.driver import WORST, row_ids
 from .plan import SearchPlan
 from .segments import Part
 
@@ -34,17 +35,19 @@ class Hits:
               found: list[tuple[np.ndarray, np.ndarray]]) -> "Hits":
         """The best ``plan.k`` of the parts' (raw scores, rows), ties kept in part order."""
         shape = (plan.nq, plan.k)
+        if len(found) == 1:  # already the best k, in order
+            scores, rows = found[0]
+            return cls(plan.report(scores, rows), row_ids(rows, readonly(parts[0].segment.ids)),
+                       np.where(rows < 0, -1, 0), rows, parts)
         if not found:
             scores, rows, part = np.full(shape, WORST, np.float32), np.full(shape, -1, np.int64), None
         else:
             scores = np.concatenate([s for s, _ in found], axis=1)
             rows = np.concatenate([r for _, r in found], axis=1)
             part = np.concatenate([np.full(r.shape, i, np.int64) for i, (_, r) in enumerate(found)], axis=1)
-            if len(found) > 1:
-                order = np.argsort(scores, axis=1, kind="stable")[:, :plan.k]
-                scores, rows, part = (np.take_along_axis(a, order, 1) for a in (scores, rows, part))
-        missing = rows < 0
-        part = np.full(shape, -1, np.int64) if part is None else np.where(missing, -1, part)
+            order = np.argsort(scores, axis=1, kind="stable")[:, :plan.k]
+            scores, rows, part = (np.take_along_axis(a, order, 1) for a in (scores, rows, part))
+        part = np.full(shape, -1, np.int64) if part is None else np.where(rows < 0, -1, part)
         ids = np.full(shape, -1, np.int64)
         for i, p in enumerate(parts):
             at = part == i

@@ -225,6 +225,7 @@ class Index:
                     seed=meta["seed"])
         index.centroids_ = arrays["centroids"]
         index.codec.load_state(meta["codec"], {k[6:]: v for k, v in arrays.items() if k.startswith("codec.")})
-        if lists is not None:
-            index.lists = lists
+        # the lists made before the codec was loaded have its untrained row sizes
+        index.lists = lists if lists is not None else InvertedLists.empty(
+            index.nlist, index.codec.code_size, index.codec.n_factors, index.dim if index.keep_vectors else None)
         return index

@@ -154,3 +154,15 @@ def test_the_finiteness_check_finds_every_kind_of_non_finite(data):
         Y = X.copy()
         Y[-1, -1] = bad
         assert not all_finite(Y)
+
+
+def test_a_loaded_model_without_lists_searches_empty(data):
+    """A model restored from its state alone (a collection's model) answers with no results, and
+    takes rows encoded later, instead of failing on lists sized for the untrained codec."""
+    X, Q = data
+    model = Index(DIM, "IVF8,SAQ4").train(X)
+    loaded = Index.from_state(*model.state())
+    D, I = loaded.search(Q[:2], 5, nprobe=2)
+    assert (I == -1).all() and np.isinf(D).all()
+    loaded.add(X[:100])
+    assert (loaded.search(X[:3], 1, nprobe=8)[1][:, 0] == [0, 1, 2]).all()

@@ -121,6 +121,8 @@ class Codec:
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults and validate codec-specific search parameters; unknown names raise."""
+        if not params:  # the defaults, valid by construction
+            return {name: spec[3] for name, spec in self.search_params.items()}
         out = {}
         for name, (typ, lo, hi, default) in self.search_params.items():
             value = params.get(name, default)

@@ -114,6 +114,8 @@ class SAQCodec(Codec):
         self._seg_arrays = tuple(np.array([s[i] for s in segs], np.int64) for i in range(3))
         words = np.array([length * bits // 64 for _, length, bits in segs], np.int64)
         self._seg_word = np.concatenate([[0], np.cumsum(words)[:-1]]).astype(np.int64)
+        # what every scan passes after the lists' arrays, built once per model
+        self._scan_layout = (*self._seg_arrays, readonly(8 * self._seg_word), self.tail_dim, self.metric == "l2")
         # the bytes of every segment's most significant plane: stage 1's FastScan columns
         self._msb_bytes = np.concatenate([np.arange(8 * w, 8 * w + length // 8)
                                           for (_, length, _), w in zip(segs, self._seg_word)] or [[]]).astype(np.int64)
@@ -183,8 +185,8 @@ class SAQCodec(Codec):
         return self._cached("centroids", centroids, lambda: readonly(np.ascontiguousarray(self.rotate(centroids))))
 
     def _packed(self, lists):
-        """(block offsets, most significant planes, norms) of the lists in FastScan blocks: what
-        stages 0 and 1 read, lane by lane."""
+        """(offsets, block offsets, most significant planes, norms, codes, factors): the lists'
+        arrays as the scan reads them, with the FastScan blocks that stages 0 and 1 read lane by lane."""
         def make():
             offsets = readonly(lists.offsets)
             block_offsets, planes = pack_blocks(offsets, np.asarray(lists.codes)[:, self._msb_bytes])
@@ -192,7 +194,8 @@ class SAQCodec(Codec):
             norms[:, :-1] = lists.factors[:, 0:2 * len(self.segments):2]
             if self.tail_dim < self.padded_dim:
                 norms[:, -1] = lists.factors[:, -1]
-            return readonly(block_offsets), readonly(planes), readonly(pack_blocks(offsets, norms)[1])
+            return (offsets, readonly(block_offsets), readonly(planes), readonly(pack_blocks(offsets, norms)[1]),
+                    readonly(lists.codes), readonly(lists.factors))
         return self._cached("packed", lists, make)
 
     def _sigma_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,7 +224,7 @@ class SAQCodec(Codec):
         """m * sigma_s(q) per query and non-zero segment from the rotated queries QW (eq. 20):
         sigma_s^2 = sum q_i^2 var_i over the PCA-projected query, as the official code does. A
         single segment has no stage 0 (docs/algorithms.md §7.4). A few queries take one numba call, batches BLAS."""
-        S = len(self.segments)
+        S = len(self._seg_arrays[0])
         if S <= 1 or not math.isfinite(m):
             return np.full((len(QW), S), NO_BOUND, np.float32)
         seg_dim, seg_len, _ = self._seg_arrays
@@ -236,12 +239,10 @@ class SAQCodec(Codec):
         return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
     def search(self, plan, centroids, lists, probe, k, live):
-        seg_dim, seg_len, seg_bits = self._seg_arrays
         CW = self._rotated_centroids(centroids)
         QW, msig, probes = plan.cache.get(("saq", probe.n), lambda: self._prepare(plan, CW, probe))
-        return saq_scan(QW, CW, msig, probes, readonly(lists.offsets), *self._packed(lists), readonly(lists.codes),
-                        readonly(lists.factors), seg_dim, seg_len, seg_bits, 8 * self._seg_word, self.tail_dim,
-                        self.metric == "l2", bool(plan.params["prune"]), live, k)
+        return saq_scan(QW, CW, msig, probes, *self._packed(lists), *self._scan_layout, bool(plan.params["prune"]),
+                        live, k)
 
     def _prepare(self, plan, CW, probe):
         """What a search needs of the queries alone: rotated, their variance bounds, their lists."""
