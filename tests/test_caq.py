@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from annvq.linalg import random_orthogonal
-from annvq.quantizers.caq import ROUNDS, caq_encode, caq_row, estimate_ip, grid_vectors, prefix, reconstruct
+from annvq.quantizers.code_adjustment import ROUNDS, caq_encode, caq_row, estimate_ip, grid_vectors, prefix, reconstruct
 
 
 def cosines(codes, bits, O):

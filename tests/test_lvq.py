@@ -5,7 +5,7 @@ import pytest
 
 from annvq import Index
 from annvq.errors import InvalidParameterError, InvalidSpecError
-from annvq.quantizers.lvq import pack_bits, unpack_bits
+from annvq.kernels.bits import pack_bits, unpack_bits
 from naive import clustered, exact_knn, recall
 
 DIM = 33  # odd, so nibble and bit packing end mid-byte

@@ -1,8 +1,10 @@
-"""Bit planes: packing integer codes into 64-bit planes and their dot product with a float query.
+"""Every bit packing of codes: bit planes (SAQ, CAQ) with their dot product against a float
+query, and little-endian bit fields (LVQ).
 
-Layout (docs/algorithms.md §8.1): a B-bit code over L dimensions (L a multiple of 64) is B planes of
-L/64 uint64 words, most significant plane first. Bit i of word w holds dimension 64*w + i, which
-is numpy's little-endian ``packbits`` order viewed as uint64.
+Planes (docs/algorithms.md §8.1): a B-bit code over L dimensions (L a multiple of 64) is B planes
+of L/64 uint64 words, most significant plane first. Bit i of word w holds dimension 64*w + i,
+which is numpy's little-endian ``packbits`` order viewed as uint64. Fields (`pack_bits`): field j
+of a row at bit j*B, little-endian, as LVQ stores its levels.
 """
 
 import numba
@@ -39,6 +41,36 @@ def unpack_planes(words: np.ndarray, bits: int, length: int) -> np.ndarray:
     for k in range(bits):
         codes |= raw[:, k * length:(k + 1) * length].astype(np.int32) << (bits - 1 - k)
     return codes
+
+
+#: rows packed at once by the generic bit packer (bounds its (rows, D, B) temporary)
+PACK_CHUNK = 4096
+
+
+def pack_bits(codes: np.ndarray, B: int) -> np.ndarray:
+    """(n, D) integers < 2^B to (n, ceil(D*B/8)) bytes, field j at bit j*B, little-endian."""
+    n, D = codes.shape
+    if B == 8:
+        return codes.astype(np.uint8)
+    if B == 16:
+        return np.ascontiguousarray(codes.astype("<u2")).view(np.uint8).reshape(n, 2 * D)
+    if B == 4:
+        c = np.zeros((n, D + D % 2), np.uint8)
+        c[:, :D] = codes
+        return c[:, 0::2] | (c[:, 1::2] << 4)
+    out = np.empty((n, (D * B + 7) // 8), np.uint8)
+    shifts = np.arange(B, dtype=np.uint32)
+    for s in range(0, n, PACK_CHUNK):
+        bits = (codes[s:s + PACK_CHUNK, :, None].astype(np.uint32) >> shifts) & 1
+        out[s:s + PACK_CHUNK] = np.packbits(bits.astype(np.uint8).reshape(len(bits), D * B), axis=1,
+                                            bitorder="little")
+    return out
+
+
+def unpack_bits(packed: np.ndarray, D: int, B: int) -> np.ndarray:
+    """Inverse of ``pack_bits``: (n, D) int64."""
+    bits = np.unpackbits(packed, axis=1, bitorder="little")[:, :D * B].reshape(len(packed), D, B)
+    return (bits.astype(np.int64) << np.arange(B)).sum(axis=2)
 
 
 @intrinsic

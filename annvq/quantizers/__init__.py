@@ -13,7 +13,7 @@ from .base import Codec
 CODECS: list[tuple[str, str]] = [
     (r"Flat", "annvq.quantizers.flat:FlatCodec"),
     (r"SAQ(\d+(?:\.\d+)?)", "annvq.quantizers.saq:SAQCodec"),
-    (r"CAQ(\d+)", "annvq.quantizers.saq:CAQCodec"),
+    (r"CAQ(\d+)", "annvq.quantizers.caq:CAQCodec"),
     (r"PQ(\d+)(?:x(\d+)(fs)?)?", "annvq.quantizers.pq:PQCodec"),
     (r"LVQ(\d+)(?:x(\d+))?", "annvq.quantizers.lvq:LVQCodec"),
 ]

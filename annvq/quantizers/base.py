@@ -14,12 +14,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InvalidParameterError, InvalidSpecError
+from ..errors import InvalidParameterError, InvalidSpecError, NotTrainedError
 
 
 class Codec:
     """Base class: hyperparameters stored unchanged in ``__init__``, learned state in ``fit``."""
 
+    #: spec transforms the codec accepts, by prefix (PQ: ("OPQ",)); others are refused
+    transforms: ClassVar[tuple[str, ...]] = ()
     #: search-time parameters: name -> (type, low, high, default); checked by ``check_params``
     search_params: ClassVar[dict[str, tuple]] = {}
 
@@ -33,8 +35,15 @@ class Codec:
     @classmethod
     def from_spec(cls, match: re.Match, dim: int, metric: str, *, transform: str | None = None,
                   seed: int = 0) -> "Codec":
-        if transform is not None:
+        """The codec a spec's codec part names; a transform (``OPQ{M}``) only where accepted."""
+        if transform is not None and not transform.startswith(cls.transforms):
             raise InvalidSpecError(f"The {match.group(0)} codec does not support the {transform} transform.")
+        return cls._from_match(match, dim, metric, transform=transform, seed=seed)
+
+    @classmethod
+    def _from_match(cls, match: re.Match, dim: int, metric: str, *, transform: str | None,
+                    seed: int) -> "Codec":
+        """Build from the codec's own spec parameters (the regex groups of its registry entry)."""
         return cls(dim, metric, seed=seed)
 
     @property
@@ -62,6 +71,11 @@ class Codec:
     @property
     def is_trained(self) -> bool:
         return True
+
+    def _check_trained(self) -> None:
+        """The one not-trained refusal of every codec, from ``is_trained``."""
+        if not self.is_trained:
+            raise NotTrainedError(f"The {self.spec} codec is not trained: call fit first.")
 
     def fit(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> "Codec":
         return self

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidSpecError, InvalidVectorsError, NotTrainedError
+from ..errors import InvalidSpecError, InvalidVectorsError
+from ..kernels.bits import pack_bits, unpack_bits
 from ..kernels.config import readonly
 from ..kernels.lvq import HEADER, lvq_scan
 from .base import Codec
@@ -18,36 +19,6 @@ from .base import Codec
 MAX_BITS = 16
 #: largest finite float16: the per-vector constants must fit
 F16_MAX = 65504.0
-#: rows packed at once by the generic bit packer (bounds its (rows, D, B) temporary)
-PACK_CHUNK = 4096
-
-
-def pack_bits(codes: np.ndarray, B: int) -> np.ndarray:
-    """(n, D) integers < 2^B to (n, ceil(D*B/8)) bytes, field j at bit j*B, little-endian."""
-    n, D = codes.shape
-    if B == 8:
-        return codes.astype(np.uint8)
-    if B == 16:
-        return np.ascontiguousarray(codes.astype("<u2")).view(np.uint8).reshape(n, 2 * D)
-    if B == 4:
-        c = np.zeros((n, D + D % 2), np.uint8)
-        c[:, :D] = codes
-        return c[:, 0::2] | (c[:, 1::2] << 4)
-    out = np.empty((n, (D * B + 7) // 8), np.uint8)
-    shifts = np.arange(B, dtype=np.uint32)
-    for s in range(0, n, PACK_CHUNK):
-        bits = (codes[s:s + PACK_CHUNK, :, None].astype(np.uint32) >> shifts) & 1
-        out[s:s + PACK_CHUNK] = np.packbits(bits.astype(np.uint8).reshape(len(bits), D * B), axis=1,
-                                            bitorder="little")
-    return out
-
-
-def unpack_bits(packed: np.ndarray, D: int, B: int) -> np.ndarray:
-    """Inverse of ``pack_bits``: (n, D) int64."""
-    bits = np.unpackbits(packed, axis=1, bitorder="little")[:, :D * B].reshape(len(packed), D, B)
-    return (bits.astype(np.int64) << np.arange(B)).sum(axis=2)
-
-
 def _f16_down(v: np.ndarray) -> np.ndarray:
     """Largest float16 <= v."""
     h = v.astype(np.float16)
@@ -72,9 +43,7 @@ class LVQCodec(Codec):
         self.search_params = {"reorder": (int, 1, 1000, 4)} if B2 else {}
 
     @classmethod
-    def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
-        if transform is not None:
-            return super().from_spec(match, dim, metric, transform=transform, seed=seed)
+    def _from_match(cls, match, dim, metric, *, transform, seed):
         name = match.group(0)
         bits = [int(match.group(1))] + ([int(match.group(2))] if match.group(2) else [])
         for b in bits:
@@ -106,8 +75,7 @@ class LVQCodec(Codec):
 
     def quantize(self, X, centroids, assign):
         """(origin l, step Δ, level-1 codes, level-2 codes or None) of the centred residuals."""
-        if self.mean is None:
-            raise NotTrainedError(f"The {self.spec} codec is not trained: call fit first.")
+        self._check_trained()
         R = np.asarray(X, np.float32) - centroids[assign] - self.mean
         if len(R) and np.abs(R).max() > F16_MAX / 2:
             raise InvalidVectorsError(
@@ -148,8 +116,7 @@ class LVQCodec(Codec):
 
     # --- search ----------------------------------------------------------------------------
     def search(self, plan, centroids, lists, probe, k, live):
-        if self.mean is None:
-            raise NotTrainedError(f"The {self.spec} codec is not trained: call fit first.")
+        self._check_trained()
         kscan = k * plan.params.get("reorder", 1) if self.B2 else k
         return lvq_scan(plan.queries, readonly(centroids), readonly(self.mean), plan.lists(probe),
                         readonly(lists.offsets), readonly(lists.codes), self.B1, self.B2,

@@ -12,7 +12,7 @@ import re
 import faiss
 import numpy as np
 
-from ..errors import InvalidSpecError, InvalidVectorsError, NotTrainedError
+from ..errors import InvalidSpecError, InvalidVectorsError
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
 from ..kernels.lut import pq4_fastscan, pq_adc_scan
@@ -31,6 +31,7 @@ MAX_TERM_BYTES = 1 << 29
 class PQCodec(Codec):
     """Codes: M bytes (x8) or M/2 bytes of nibble pairs (x4fs); no factors; no per-vector constant."""
 
+    transforms = ("OPQ",)
 
     def __init__(self, dim: int, metric: str, M: int, nbits: int, *, opq: int | None = None, seed: int = 0):
         super().__init__(dim, metric, seed=seed)
@@ -39,7 +40,7 @@ class PQCodec(Codec):
         self.rotation = None  # (dim, dim) applied as x @ rotation.T, or None
 
     @classmethod
-    def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
+    def _from_match(cls, match, dim, metric, *, transform, seed):
         name = match.group(0)
         M = int(match.group(1))
         nbits = int(match.group(2) or 8)
@@ -126,13 +127,9 @@ class PQCodec(Codec):
         return self
 
     # --- encoding --------------------------------------------------------------------------
-    def _check(self):
-        if self.codebooks is None:
-            raise NotTrainedError(f"The {self.spec} codec is not trained: call fit first.")
-
     def assign_codes(self, X, centroids, assign) -> np.ndarray:
         """(n, M) sub-centroid indices of the rotated residuals."""
-        self._check()
+        self._check_trained()
         R = self._rotate(np.asarray(X, np.float32) - centroids[assign])
         codes = np.empty((len(R), self.M), np.uint8)
         for m in range(self.M):  # exact nearest sub-centroid, as faiss's pq.compute_codes
@@ -158,7 +155,7 @@ class PQCodec(Codec):
         return out
 
     def decode(self, codes, factors, centroids, assign):
-        self._check()
+        self._check_trained()
         idx = self.unpack(codes).astype(np.int64)
         R = self.codebooks[np.arange(self.M), idx].reshape(len(idx), self.dim)
         if self.rotation is not None:
@@ -190,7 +187,7 @@ class PQCodec(Codec):
         return self._cached("packed", lists, make)
 
     def search(self, plan, centroids, lists, probe, k, live):
-        self._check()
+        self._check_trained()
         probes = plan.lists(probe)
         C, books_t, term = self._model(centroids)
         Qr = plan.cache.get("pq.rotated", lambda: readonly(self._rotate(plan.queries)))

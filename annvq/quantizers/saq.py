@@ -18,7 +18,6 @@ import numbers
 
 import numpy as np
 
-from ..errors import InvalidParameterError, InvalidSpecError
 from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
@@ -26,9 +25,9 @@ from ..kernels.flat import nearest_rows_pruned
 from ..kernels.scan import NO_BOUND, saq_scan, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
-from .allocation import MAX_SEGMENT_BITS, check_bits, plan_segments
+from .allocation import check_bits, plan_segments
 from .base import Codec
-from .caq import ROUNDS, caq_encode, grid_vectors, reconstruct
+from .code_adjustment import ROUNDS, caq_encode, grid_vectors, reconstruct
 
 #: Rows encoded per GEMM + CAQ pass, bounding the memory of the rotated residuals.
 ENCODE_CHUNK = 16384
@@ -49,9 +48,7 @@ class SAQCodec(Codec):
         self.transform_ = self.mean_ = self.components_ = self.variance_ = None
 
     @classmethod
-    def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
-        if transform is not None:
-            raise InvalidSpecError(f"The {match.group(0)} codec does not support the {transform} transform.")
+    def _from_match(cls, match, dim, metric, *, transform, seed):
         check_int(dim, "dim", match.group(0))
         return cls(dim, metric, bits=check_bits(float(match.group(1)), match.group(0)), seed=seed)
 
@@ -273,28 +270,3 @@ class SAQCodec(Codec):
         self._set_model(meta["plan"], arrays["transform"])
         return self
 
-
-class CAQCodec(SAQCodec):
-    """``CAQ{B}``: one segment of D_pad dimensions at B bits after one random rotation, no PCA."""
-
-
-    @classmethod
-    def from_spec(cls, match, dim, metric, *, transform=None, seed=0):
-        if transform is not None:
-            raise InvalidSpecError(f"The {match.group(0)} codec does not support the {transform} transform.")
-        check_int(dim, "dim", match.group(0))
-        bits = int(match.group(1))
-        if not 1 <= bits <= MAX_SEGMENT_BITS:
-            raise InvalidParameterError(
-                f"The 'bits' parameter of CAQ must be an int in [1, {MAX_SEGMENT_BITS}]. Got {bits}."
-            )
-        return cls(dim, metric, bits=bits, seed=seed)
-
-    @property
-    def spec(self) -> str:
-        return f"CAQ{self.bits:g}"
-
-    def fit(self, X, centroids, assign):
-        rotation = random_orthogonal(self.padded_dim, np.random.default_rng(self.seed))
-        self._set_model([(self.padded_dim, int(self.bits))], rotation[:self.dim])
-        return self
