@@ -103,7 +103,7 @@ class Collection:
         self.keep_versions = keep_versions
         # validates searches before training (the trained model does it after)
         self._blank = Index(config["dim"], config["spec"], config["metric"],
-                            keep_vectors=config["store_vectors"], seed=config["seed"])
+                            store_vectors=config["store_vectors"], seed=config["seed"])
 
     # --- life cycle ----------------------------------------------------------------------
     @classmethod
@@ -266,7 +266,7 @@ class Collection:
             X = self._vectors(sample, "sample")
         if not len(X):
             raise InvalidParameterError("Cannot train: the collection is empty and no sample was given.")
-        model = Index(self.dim, self.spec, self.metric, keep_vectors=self.store_vectors,
+        model = Index(self.dim, self.spec, self.metric, store_vectors=self.store_vectors,
                       seed=self._config["seed"]).train(X)
         new = [Segment.encoded(model.encode_lists(vectors, ids), ids, payloads)] if len(ids) else []
         self._commit(replace(state, model=model, parts=()), new, new_model=True)

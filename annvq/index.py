@@ -36,11 +36,11 @@ class Index:
     """An IVF index over compressed codes (or exact vectors for ``Flat``)."""
 
     def __init__(self, dim: int, spec: str = "Flat", metric: str = "l2", *,
-                 keep_vectors: bool = False, seed: int = 0, verbose: bool = False):
+                 store_vectors: bool = False, seed: int = 0, verbose: bool = False):
         self.dim = check_int(dim, "dim", "Index")
         self.metric = check_metric(metric)
         self.spec = parse_spec(spec)
-        self.keep_vectors = bool(keep_vectors or self.spec.rerank)
+        self.store_vectors = bool(store_vectors or self.spec.rerank)
         self.seed = seed
         self.verbose = verbose
         self.codec = make_codec(self.spec.codec, self.dim, self.codec_metric,
@@ -50,7 +50,7 @@ class Index:
         self._coarse = None  # (centroids, faiss index over them), built on first use
         self._probes = {}  # n -> Probe over the centroids, shared with views (`with_lists`)
         self.lists = InvertedLists.empty(self.nlist, self.codec.code_size, self.codec.n_factors,
-                                         self.dim if self.keep_vectors else None)
+                                         self.dim if self.store_vectors else None)
 
     # --- description -----------------------------------------------------------------------
     @property
@@ -113,7 +113,7 @@ class Index:
         self.codec, self.centroids_ = codec, centroids
         self._probes = {}
         self.lists = InvertedLists.empty(self.nlist, codec.code_size, codec.n_factors,
-                                         self.dim if self.keep_vectors else None)
+                                         self.dim if self.store_vectors else None)
         return self
 
     def _assign(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -143,7 +143,7 @@ class Index:
         return InvertedLists.from_rows(
             self.nlist, np.concatenate([p[0] for p in parts]), ids,
             np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
-            X if self.keep_vectors else None,
+            X if self.store_vectors else None,
         )
 
     def add(self, X, ids=None) -> "Index":
@@ -169,7 +169,7 @@ class Index:
         return make_plan(Q, k, dim=self.dim, metric=self.metric, nlist=self.nlist, codec=self.codec,
                          owner=owner, nprobe=nprobe, rerank=rerank, params=params,
                          default_rerank=DEFAULT_RERANK if self.spec.rerank else 0,
-                         keeps_vectors=self.keep_vectors)
+                         store_vectors=self.store_vectors)
 
     def scan(self, plan: SearchPlan, lists: InvertedLists | None = None,
              live: np.ndarray = ALL_ROWS) -> tuple[np.ndarray, np.ndarray]:
@@ -214,18 +214,19 @@ class Index:
         self._check_trained("save the model")
         codec_meta, codec_arrays = self.codec.state()
         meta = {"dim": self.dim, "spec": str(self.spec), "metric": self.metric,
-                "keep_vectors": self.keep_vectors, "seed": self.seed, "codec": codec_meta}
+                "store_vectors": self.store_vectors, "seed": self.seed, "codec": codec_meta}
         arrays = {"centroids": self.centroids_, **{f"codec.{k}": v for k, v in codec_arrays.items()}}
         return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict[str, np.ndarray],
                    lists: InvertedLists | None = None) -> "Index":
-        index = cls(meta["dim"], meta["spec"], meta["metric"], keep_vectors=meta["keep_vectors"],
-                    seed=meta["seed"])
+        # models written before "store_vectors" became the one name say "keep_vectors"
+        stored = meta.get("store_vectors", meta.get("keep_vectors"))
+        index = cls(meta["dim"], meta["spec"], meta["metric"], store_vectors=stored, seed=meta["seed"])
         index.centroids_ = arrays["centroids"]
         index.codec.load_state(meta["codec"], {k[6:]: v for k, v in arrays.items() if k.startswith("codec.")})
         # the lists made before the codec was loaded have its untrained row sizes
         index.lists = lists if lists is not None else InvertedLists.empty(
-            index.nlist, index.codec.code_size, index.codec.n_factors, index.dim if index.keep_vectors else None)
+            index.nlist, index.codec.code_size, index.codec.n_factors, index.dim if index.store_vectors else None)
         return index

@@ -84,7 +84,7 @@ def parse_params(params: str | dict | None) -> dict[str, Any]:
 
 
 def make_plan(Q, k, *, dim: int, metric: str, nlist: int, codec, owner: str, nprobe=None, rerank=None,
-              default_rerank: int = 0, keeps_vectors: bool = True, params=None) -> SearchPlan:
+              default_rerank: int = 0, store_vectors: bool = True, params=None) -> SearchPlan:
     """Validate a search against an index's shape and codec (``codec.search_params``) and freeze
     it. Keyword arguments win over the same names in ``params``."""
     opts = parse_params(params)
@@ -100,9 +100,9 @@ def make_plan(Q, k, *, dim: int, metric: str, nlist: int, codec, owner: str, npr
             f"Unknown search parameter(s) {sorted(unknown)} for {codec.spec}; known: "
             f"{['nprobe', 'rerank', *codec.search_params]}."
         )
-    if rerank and not keeps_vectors:
+    if rerank and not store_vectors:
         raise InvalidParameterError(
-            "rerank needs the raw vectors: build the index with keep_vectors=True or a ',Rerank' spec."
+            "rerank needs the raw vectors: build the index with store_vectors=True or a ',Rerank' spec."
         )
     X = metric_vectors(Q, dim, metric, name="queries")
     return SearchPlan(readonly(X), metric, k, nprobe, rerank, MappingProxyType(codec.check_params(opts)),

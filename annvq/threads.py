@@ -31,8 +31,8 @@ def at_most(n: int) -> Iterator[None]:
     """numba's parallel kernels called from this thread use at most ``n`` threads meanwhile.
 
     A kernel's prange over n queries has no work for more, yet every member of the team is still
-    woken and joined: 0.1-0.3 ms of a single-vector search here. numba's setting is per thread,
-    so concurrent searches in other threads keep theirs.
+    woken and joined (docs/benchmarks.md, The search path). numba's setting is per thread, so
+    concurrent searches in other threads keep theirs.
     """
     before = numba.get_num_threads()
     if n >= before:

@@ -80,7 +80,7 @@ def annvq_row(spec: str, X, Q, centroids, assign, probes, nprobe, seed, quiet=Fa
     lists = InvertedLists.from_rows(nlist, assign, np.arange(len(X)), codes, factors)
     meta, arrays = codec.state()
     index = Index.from_state({"dim": X.shape[1], "spec": f"IVF{nlist},{spec}", "metric": "l2",
-                              "keep_vectors": False, "seed": seed, "codec": meta},
+                              "store_vectors": False, "seed": seed, "codec": meta},
                              {"centroids": centroids, **{f"codec.{k}": v for k, v in arrays.items()}}, lists)
     pairs, per_query, n_pairs = pair_errors(index, X, Q, probes, quiet)
     D, I = index.search(Q, TOP, nprobe=nprobe, params={"prune": 0})

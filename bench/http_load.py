@@ -7,8 +7,8 @@ same time; reports throughput and p50/p99 latency, and the same search called in
 
 Like wrk, the clients are lean, so that what is timed is the server and the loopback, not the
 client library: one keep-alive socket per client thread speaking just enough HTTP/1.1
-(`Connection`), and query bodies encoded to bytes once before the clock starts (httpx with
-per-request JSON encoding spent 2 ms of client CPU per request, http.client 0.2-0.3, this 0.1).
+(`Connection`), and query bodies encoded to bytes once before the clock starts (what httpx and
+http.client cost in client CPU: docs/service.md, Load test).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from tqdm.auto import tqdm  # noqa: E402
 WRITER_BATCH = 100          # vectors per upsert request
 WRITER_INTERVAL_S = 0.1     # pause between upserts: ~1000 vectors/s, a steady ingest, not a flood
 WRITER_ID_BASE = 1 << 40    # writer ids never collide with the dataset's
-# Distinct upsert blocks cycled through, their vectors encoded once: json.dumps of 100 x 784 floats
-# takes 50-90 ms, and done per request it held the load generator's GIL, stalling the query
-# clients' clocks by as much once per upsert (the p99 "with writer" was that, not the server).
+# Distinct upsert blocks cycled through, their vectors encoded once: json.dumps of a block done per
+# request held the load generator's GIL, stalling the query clients' clocks once per upsert (the
+# p99 "with writer" was that, not the server: docs/service.md, the writer round measured right).
 WRITER_BODIES = 8
 # Untimed queries first: the first couple of hundred searches after opening run slower (page
 # faults on the mapped files, thread pools starting), in-process and over HTTP alike.
@@ -48,8 +48,8 @@ WARMUP_QUERIES = 200
 # Distinct query vectors cycled through, each encoded once (a Fashion-MNIST body is ~3.8 KB of JSON).
 QUERY_BODIES = 1000
 # The idle gap between the paced in-process searches: about what one HTTP client leaves between two
-# searches. On this kind of VM a search after an idle millisecond runs up to twice as slow as one
-# right after another (caches and the idle vCPU), and that part is not HTTP's doing.
+# searches. A search after an idle gap runs slower than one right after another (caches and the
+# idle vCPU), and that part is not HTTP's doing (docs/service.md, Load test).
 PACED_GAP_S = 0.001
 
 
@@ -58,8 +58,8 @@ class Connection:
     send, and the response is read by its Content-Length (every annvq response has one). After
     an error the connection is dropped and the next request opens a new one.
 
-    http.client spent 0.2-0.3 ms of client CPU per request here, mostly parsing headers with the
-    email package; this takes 0.1, on the same two cores as the server it measures.
+    http.client spends most of its client CPU per request parsing headers with the email package,
+    on the same cores as the server it measures (docs/service.md, Load test).
     """
 
     def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 60.0):

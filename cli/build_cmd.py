@@ -68,7 +68,7 @@ def _training_sample(src, key, n: int, dim: int, size: int, seed: int):
 
 def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = None,
                      vector_col: str | None = None, train_size: int | None = None, seed: int = 0,
-                     keep_vectors: bool = False, quiet: bool = False) -> BuildReport:
+                     store_vectors: bool = False, quiet: bool = False) -> BuildReport:
     """Create a collection at ``out`` from the vectors in ``src``: train on a sample, upsert in
     chunks, persist. A failed build removes the directory it created."""
     import numpy as np
@@ -83,7 +83,7 @@ def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = 
     # Checked whole up front: upserts chunk by chunk would let a later duplicate replace an earlier id.
     ids = as_ids(read_ids(src, ids_col), n, name=f"{src}: column {ids_col!r}") if ids_col else None
     existed = out.exists() and any(out.iterdir())
-    col = Collection.create(out, dim, metric=metric, spec=spec, store_vectors=keep_vectors, seed=seed)
+    col = Collection.create(out, dim, metric=metric, spec=spec, store_vectors=store_vectors, seed=seed)
     try:
         t0 = time.perf_counter()
         size = min(n, train_size or DEFAULT_TRAIN_SIZE)
@@ -130,11 +130,11 @@ def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = 
               help=f"Vectors sampled for training (default: all, at most {DEFAULT_TRAIN_SIZE:,}).")
 @threads_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and k-means.")
-@click.option("--keep-vectors", is_flag=True,
+@click.option("--store-vectors", "--keep-vectors", "store_vectors", is_flag=True,
               help="Also store raw float32 vectors (for --rerank, --exact and get with vectors).")
 @quiet_option
 @user_errors
-def build(src, out, spec, metric, ids_col, vector_col, train_size, threads, seed, keep_vectors, quiet):
+def build(src, out, spec, metric, ids_col, vector_col, train_size, threads, seed, store_vectors, quiet):
     """Build a collection from a vector file (.npy, .fvecs, .bvecs, .hdf5, .parquet, .arrow).
 
     Trains on a random sample, then adds every vector in chunks with a progress bar, persists,
@@ -149,5 +149,5 @@ def build(src, out, spec, metric, ids_col, vector_col, train_size, threads, seed
     set_threads(threads)
     report = build_collection(src, out, spec=spec, metric=metric, ids_col=ids_col,
                               vector_col=vector_col, train_size=train_size, seed=seed,
-                              keep_vectors=keep_vectors, quiet=quiet)
+                              store_vectors=store_vectors, quiet=quiet)
     click.echo(report.summary())

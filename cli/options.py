@@ -43,7 +43,7 @@ search_options = _compose(
     click.option("--nprobe", type=click.IntRange(min=1), default=None,
                  help="Lists scanned per query (default 1; more is slower and more exact)."),
     click.option("--rerank", type=click.IntRange(min=0), default=None,
-                 help="Re-score k*R candidates exactly from stored vectors (needs --keep-vectors)."),
+                 help="Re-score k*R candidates exactly from stored vectors (needs --store-vectors)."),
     click.option("--exact", is_flag=True, help="Brute-force search over stored vectors (ground truth)."),
     click.option("--params", default=None, metavar="NAME=V,...",
                  help="Codec search knobs, e.g. 'm=4' for SAQ."),

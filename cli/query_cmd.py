@@ -101,6 +101,6 @@ def query(collection, vector_file, vector_col, from_stdin, k, nprobe, rerank, ex
     with Collection.open(collection, read_only=True) as col:
         if exact and not col.store_vectors:
             raise click.ClickException(f"--exact needs the raw vectors, which {collection} does not store: "
-                                       "build it with --keep-vectors.")
+                                       "build it with --store-vectors.")
         D, I = col.search(Q, k, nprobe=nprobe, rerank=rerank, exact=exact, params=params)
     click.echo(format_results(D, I, fmt))

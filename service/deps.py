@@ -2,9 +2,9 @@
 ``{name}`` path parameter to an open collection (404 once, here), `require_api_key` and
 `require_writable` are guards attached with ``dependencies=[...]``, `RawBody` is the request body
 as bytes for `parse_body`. All are ``async`` because none blocks: a sync dependency would cost a
-threadpool hop per request. Each dependency also costs FastAPI tens of microseconds per request
-to resolve, so the hot query routes use none: they read the collection with `request_collection`
-and run in the search pool through `search_in_pool`.
+threadpool hop per request. Each dependency also costs FastAPI event-loop time per request to
+resolve (docs/service.md, Lean query routes), so the hot query routes use none: they read the
+collection with `request_collection` and run in the search pool through `search_in_pool`.
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def body_schema(model: type[BaseModel], *, name_param: bool = False) -> dict:
 async def search_in_pool(request: Request, fn: Callable[..., Response], *args) -> Response:
     """``fn(*args)`` on the server's search pool, off the event loop: the one thread hop of a
     query request. Query routes take only the `Request` (the collection from `request_collection`)
-    since each declared parameter or dependency costs FastAPI 0.05-0.15 ms of event-loop time
-    per request on this class of machine, and a plain executor hop 0.1 ms less than anyio's."""
+    since each declared parameter or dependency costs FastAPI event-loop time per request, and a
+    plain executor hop costs less than anyio's (docs/service.md, Lean query routes)."""
     return await asyncio.get_running_loop().run_in_executor(request.app.state.search_pool, partial(fn, *args))
 
 

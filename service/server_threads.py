@@ -16,8 +16,7 @@ import warnings
 # - OpenMP workers (numba's parallel kernels, faiss) spin after each parallel region by default.
 # - OpenBLAS (numpy's matrix products) splits even one query's 784x784 matrix-vector product
 #   over all cores, and its helper threads spin after each.
-# On a busy 2-core machine a single-vector search took 24-36 ms in-process with neither setting,
-# 8-9 ms without the first, 2-6 ms without the second, 1.2-1.9 ms with both (docs/service.md).
+# What each setting buys: docs/service.md, Configuration.
 SERVER_THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"}
 
 

@@ -47,7 +47,7 @@ def data(tmp_path_factory):
 def built(data):
     d, X, _ = data
     out = d / "col"
-    result = ok("build", d / "base.npy", "--out", out, "--spec", SPEC, "--keep-vectors", "--quiet")
+    result = ok("build", d / "base.npy", "--out", out, "--spec", SPEC, "--store-vectors", "--quiet")
     assert "2,000 vectors" in result.output and "bytes/vector" in result.output
     return out
 
@@ -272,7 +272,7 @@ def test_query_needs_exactly_one_source(built, data):
 def test_query_exact_needs_kept_vectors(tmp_path, data):
     out = tmp_path / "c"
     ok("build", data[0] / "base.npy", "--out", out, "--spec", SPEC, "-q")
-    fails("query", out, "--vector-file", data[0] / "queries.npy", "--exact", message="--keep-vectors")
+    fails("query", out, "--vector-file", data[0] / "queries.npy", "--exact", message="--store-vectors")
 
 
 def test_query_missing_collection(tmp_path, data):

@@ -223,3 +223,11 @@ def test_views_share_one_coarse_index(small_data):
     a.search(Q[:2], 3, nprobe=2)
     b.search(Q[:2], 3, nprobe=2)
     assert a._coarse_for(a.centroids_) is b._coarse_for(b.centroids_) is index._coarse_for(index.centroids_)
+
+
+@pytest.mark.parametrize("spec", ["OPQ8,IVF8,SAQ4", "OPQ8,IVF8,CAQ4", "OPQ8,IVF8,LVQ8", "OPQ8,Flat"])
+def test_only_pq_takes_a_transform(spec):
+    """One refusal for every codec that has no transform; PQ accepts OPQ."""
+    with pytest.raises(InvalidSpecError, match="does not support the OPQ8 transform"):
+        Index(32, spec)
+    assert Index(32, "OPQ8,IVF8,PQ8x8").codec.opq == 8

@@ -30,7 +30,7 @@ def test_build_serve_query_verify(tmp_path):
     np.save(tmp_path / "base.npy", X)
     data = tmp_path / "db"
     built = annvq("build", tmp_path / "base.npy", "--out", data / "items", "--spec", "IVF16,SAQ4",
-                  "--keep-vectors", "--quiet")
+                  "--store-vectors", "--quiet")
     assert built.returncode == 0, built.stderr
     assert "4,000 vectors" in built.stdout
 

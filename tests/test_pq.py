@@ -56,6 +56,7 @@ def index_from_faiss(findex, metric, spec=f"IVF{NLIST},PQ{M}x8"):
     """Our Index holding faiss's coarse centroids and PQ codebooks."""
     centroids = findex.quantizer.reconstruct_n(0, NLIST)
     books = faiss.vector_to_array(findex.pq.centroids).reshape(M, 256, DIM // M)
+    # "keep_vectors": the key of models written before "store_vectors" became the one name
     meta = {"dim": DIM, "spec": spec, "metric": metric, "keep_vectors": False, "seed": 0,
             "codec": {"M": M, "nbits": 8, "opq": None}}
     return Index.from_state(meta, {"centroids": centroids, "codec.codebooks": books})

@@ -173,7 +173,7 @@ def subset_sum_tables(q, start, length, qtable, sums):
     """
     zero = np.float32(0.0)
     # A zero-based view: numba wraps negative indices, and for a loop from a runtime start that
-    # check on every load keeps LLVM from vectorising it (a plain sum runs about 10x slower).
+    # check on every load keeps LLVM from vectorising it (docs/architecture.md, Decisions).
     x = q[start:start + length]
     total = squares = bias = zero
     for i in range(length):  # plain reductions, vectorised

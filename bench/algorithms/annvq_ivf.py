@@ -56,7 +56,7 @@ class AnnvqIVF(BaseANN):
                                         params=self.params)
 
     def bytes_per_vector(self) -> float:
-        kept = self.index.dim * 4 if self.index.keep_vectors else 0
+        kept = self.index.dim * 4 if self.index.store_vectors else 0
         return float(self.index.bytes_per_vector + kept)
 
     def done(self) -> None:
