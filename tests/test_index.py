@@ -7,6 +7,7 @@ import pytest
 from annvq import Index
 from annvq.errors import (DimensionMismatchError, InvalidParameterError, InvalidSpecError, InvalidVectorsError,
                           NotTrainedError)
+from annvq.quantizers import make_codec
 from naive import clustered, exact_knn, recall
 
 NLIST = 16
@@ -134,6 +135,15 @@ def test_add_or_search_before_train(small_data, action):
     assert not index.is_trained and index.ntotal == 0
     index.train(X).add(X[:100])  # still usable afterwards
     assert index.ntotal == 100
+
+
+@pytest.mark.parametrize("name", ["SAQ4", "CAQ4", "PQ8x8", "LVQ4"])
+def test_untrained_codec_refuses_to_encode(small_data, name):
+    X, _ = small_data
+    codec = make_codec(name, 32, "l2")
+    assert not codec.is_trained
+    with pytest.raises(NotTrainedError, match=f"Cannot encode before the {name} codec is trained: call fit first"):
+        codec.encode(X[:4], np.zeros((1, 32), np.float32), np.zeros(4, np.int64))
 
 
 def test_training_on_too_few_vectors_leaves_untrained(small_data):

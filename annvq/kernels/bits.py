@@ -1,10 +1,10 @@
 """Every bit packing of codes: bit planes (SAQ, CAQ) with their dot product against a float
-query, and little-endian bit fields (LVQ).
+query, and little-endian bit fields (LVQ, PQ's fast-scan nibbles).
 
 Planes (docs/algorithms.md §8.1): a B-bit code over L dimensions (L a multiple of 64) is B planes
 of L/64 uint64 words, most significant plane first. Bit i of word w holds dimension 64*w + i,
 which is numpy's little-endian ``packbits`` order viewed as uint64. Fields (`pack_bits`): field j
-of a row at bit j*B, little-endian, as LVQ stores its levels.
+of a row at bit j*B, little-endian, as LVQ stores its levels and PQ{M}x4fs its sub-quantizer pairs.
 """
 
 import numba
@@ -69,6 +69,13 @@ def pack_bits(codes: np.ndarray, B: int) -> np.ndarray:
 
 def unpack_bits(packed: np.ndarray, D: int, B: int) -> np.ndarray:
     """Inverse of ``pack_bits``: (n, D) int64."""
+    packed = np.asarray(packed)
+    if B == 8:
+        return packed[:, :D].astype(np.int64)
+    if B == 4:
+        out = np.empty((len(packed), 2 * packed.shape[1]), np.int64)
+        out[:, 0::2], out[:, 1::2] = packed & 15, packed >> 4
+        return out[:, :D]
     bits = np.unpackbits(packed, axis=1, bitorder="little")[:, :D * B].reshape(len(packed), D, B)
     return (bits.astype(np.int64) << np.arange(B)).sum(axis=2)
 

@@ -72,10 +72,10 @@ class Codec:
     def is_trained(self) -> bool:
         return True
 
-    def _check_trained(self) -> None:
-        """The one not-trained refusal of every codec, from ``is_trained``."""
+    def _check_trained(self, action: str) -> None:
+        """The one not-trained refusal of every codec, from ``is_trained``; shaped like the Index's."""
         if not self.is_trained:
-            raise NotTrainedError(f"The {self.spec} codec is not trained: call fit first.")
+            raise NotTrainedError(f"Cannot {action} before the {self.spec} codec is trained: call fit first.")
 
     def fit(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> "Codec":
         return self

@@ -19,6 +19,8 @@ from .base import Codec
 MAX_BITS = 16
 #: largest finite float16: the per-vector constants must fit
 F16_MAX = 65504.0
+
+
 def _f16_down(v: np.ndarray) -> np.ndarray:
     """Largest float16 <= v."""
     h = v.astype(np.float16)
@@ -33,7 +35,6 @@ def _f16_up(v: np.ndarray) -> np.ndarray:
 
 class LVQCodec(Codec):
     """Codes: 4 header bytes (l, Δ as float16), then D*B1 bits, then D*B2 bits; no factors."""
-
 
     def __init__(self, dim: int, metric: str, B1: int, B2: int = 0, *, seed: int = 0):
         super().__init__(dim, metric, seed=seed)
@@ -75,7 +76,7 @@ class LVQCodec(Codec):
 
     def quantize(self, X, centroids, assign):
         """(origin l, step Δ, level-1 codes, level-2 codes or None) of the centred residuals."""
-        self._check_trained()
+        self._check_trained("encode")
         R = np.asarray(X, np.float32) - centroids[assign] - self.mean
         if len(R) and np.abs(R).max() > F16_MAX / 2:
             raise InvalidVectorsError(
@@ -104,6 +105,7 @@ class LVQCodec(Codec):
 
     def decode(self, codes, factors, centroids, assign, *, levels: int = 2):
         """Reconstructions from all stored levels (or only level 1 with ``levels=1``)."""
+        self._check_trained("decode")
         codes = np.asarray(codes)
         header = np.ascontiguousarray(codes[:, :HEADER]).view("<f2").astype(np.float32)
         lo, delta = header[:, :1], header[:, 1:2]
@@ -116,7 +118,7 @@ class LVQCodec(Codec):
 
     # --- search ----------------------------------------------------------------------------
     def search(self, plan, centroids, lists, probe, k, live):
-        self._check_trained()
+        self._check_trained("search")
         kscan = k * plan.params.get("reorder", 1) if self.B2 else k
         return lvq_scan(plan.queries, readonly(centroids), readonly(self.mean), plan.lists(probe),
                         readonly(lists.offsets), readonly(lists.codes), self.B1, self.B2,

@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 
 from ..errors import InvalidSpecError, InvalidVectorsError
+from ..kernels.bits import pack_bits, unpack_bits
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
 from ..kernels.lut import pq4_fastscan, pq_adc_scan
@@ -129,7 +130,7 @@ class PQCodec(Codec):
     # --- encoding --------------------------------------------------------------------------
     def assign_codes(self, X, centroids, assign) -> np.ndarray:
         """(n, M) sub-centroid indices of the rotated residuals."""
-        self._check_trained()
+        self._check_trained("encode")
         R = self._rotate(np.asarray(X, np.float32) - centroids[assign])
         codes = np.empty((len(R), self.M), np.uint8)
         for m in range(self.M):  # exact nearest sub-centroid, as faiss's pq.compute_codes
@@ -142,20 +143,16 @@ class PQCodec(Codec):
     def encode(self, X, centroids, assign):
         codes = self.assign_codes(X, centroids, assign)
         if self.fast:  # sub-quantizer 2j in the low nibble, 2j+1 in the high one
-            codes = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+            codes = pack_bits(codes, 4)
         return codes, np.zeros((len(codes), 0), np.float32)
 
     def unpack(self, codes: np.ndarray) -> np.ndarray:
         """(n, M) sub-centroid indices from stored codes."""
         codes = np.asarray(codes)
-        if not self.fast:
-            return codes
-        out = np.empty((len(codes), self.M), np.uint8)
-        out[:, 0::2], out[:, 1::2] = codes & 15, codes >> 4
-        return out
+        return unpack_bits(codes, self.M, 4).astype(np.uint8) if self.fast else codes
 
     def decode(self, codes, factors, centroids, assign):
-        self._check_trained()
+        self._check_trained("decode")
         idx = self.unpack(codes).astype(np.int64)
         R = self.codebooks[np.arange(self.M), idx].reshape(len(idx), self.dim)
         if self.rotation is not None:
@@ -187,7 +184,7 @@ class PQCodec(Codec):
         return self._cached("packed", lists, make)
 
     def search(self, plan, centroids, lists, probe, k, live):
-        self._check_trained()
+        self._check_trained("search")
         probes = plan.lists(probe)
         C, books_t, term = self._model(centroids)
         Qr = plan.cache.get("pq.rotated", lambda: readonly(self._rotate(plan.queries)))

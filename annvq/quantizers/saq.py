@@ -123,6 +123,7 @@ class SAQCodec(Codec):
         return matmul(X, self.transform_)
 
     def encode(self, X, centroids, assign):
+        self._check_trained("encode")
         n = len(X)
         codes = np.zeros((n, self.code_size), np.uint8)
         words = codes.view(np.uint64)
@@ -151,6 +152,7 @@ class SAQCodec(Codec):
                 for (_, length, bits), w in zip(self.segments, self._seg_word)]
 
     def decode(self, codes, factors, centroids, assign):
+        self._check_trained("decode")
         O = np.zeros((len(codes), self.tail_dim), np.float32)
         for s, ((start, length, bits), c) in enumerate(zip(self.segments, self.segment_codes(codes))):
             O[:, start:start + length] = reconstruct(c, bits, factors[:, 2 * s], factors[:, 2 * s + 1])
@@ -159,6 +161,7 @@ class SAQCodec(Codec):
     def estimate(self, Q, centroid, codes, factors) -> np.ndarray:
         """Exact-arithmetic scores (nq, n) of the rows of one list around ``centroid``: the
         float64 reference of what stage 2 of the scan computes (squared L2, or -IP)."""
+        self._check_trained("estimate scores")
         Qr = self.rotate(Q).astype(np.float64)
         c = self.rotate(centroid[None])[0].astype(np.float64)
         Qt = Qr - c if self.metric == "l2" else Qr
@@ -236,6 +239,7 @@ class SAQCodec(Codec):
         return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
     def search(self, plan, centroids, lists, probe, k, live):
+        self._check_trained("search")
         CW = self._rotated_centroids(centroids)
         QW, msig, probes = plan.cache.get(("saq", probe.n), lambda: self._prepare(plan, CW, probe))
         return saq_scan(QW, CW, msig, probes, *self._packed(lists), *self._scan_layout, bool(plan.params["prune"]),
