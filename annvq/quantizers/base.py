@@ -107,7 +107,7 @@ class Codec:
         """
         from ..ivf import InvertedLists, Probe
         from ..kernels.config import readonly
-        from ..kernels.driver import ALL_ROWS
+        from ..kernels.driver import ALL_ROWS, row_ids
         from ..linalg import SMALL_ROWS
         from ..plan import QueryCache, SearchPlan
 
@@ -119,7 +119,9 @@ class Codec:
         for Q in (X[:1], X):
             plan = SearchPlan(readonly(Q), self.metric, 1, 1, 0, self.check_params({}), QueryCache())
             for live in (ALL_ROWS, np.ones(2, np.uint8)):
-                self.search(plan, centroids, lists, Probe(readonly(centroids), self.metric, 1), 1, live)
+                scores, rows = self.search(plan, centroids, lists, Probe(readonly(centroids), self.metric, 1), 1,
+                                           live)
+            plan.report(scores, rows), row_ids(rows, readonly(lists.ids))  # what every search ends with
         self._cache = {}  # drop what was derived from the warm-up's lists
 
     def _cached(self, key: str, obj, make):
