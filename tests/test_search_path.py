@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import golden_search as golden
-from annvq import Collection, Index
+from annvq import Collection, Index, InvalidParameterError
 from annvq.ivf import Probe, nearest_lists
 from annvq.kernels.driver import row_bitset
 from annvq.kernels.finite import all_finite
@@ -134,7 +134,7 @@ def test_a_plan_is_validated_once_at_the_boundary(data):
         plan.k = 3
     for bad, message in [({"k": 0}, "'k'"), ({"nprobe": 9}, "'nprobe'"), ({"params": {"x": 1}}, "Unknown"),
                          ({"rerank": 2}, "raw vectors")]:
-        with pytest.raises(Exception, match=message):
+        with pytest.raises(InvalidParameterError, match=message):
             index.plan(Q[:2], **{"k": 5, **bad})
 
 

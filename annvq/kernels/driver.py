@@ -8,10 +8,12 @@ A codec supplies two njit functions and a tuple of its arrays (``data``):
 
 `ivf_topk` is inlined into the codec's own ``parallel=True`` kernel, so numba compiles one
 monomorphic, cacheable kernel per codec (a function passed as a value through a parallel loop
-would not be cacheable). A serial twin of each kernel was tried for single queries: 15-35%
-slower on PQ, LVQ and SAQ scans than the parallel kernel run on one thread. ``live`` is a row bitset (bit j of byte j >> 3, little-endian, as
-``np.packbits(mask, bitorder="little")``) of the rows that may be returned; empty = every row.
-Deleted rows (tombstones) and, later, rows failing a filter never enter the heap.
+would not be cacheable). Single queries run the same kernel: a serial twin was slower
+(docs/benchmarks.md, "The search path").
+
+``live`` is a row bitset (bit j of byte j >> 3, little-endian, as ``np.packbits(mask,
+bitorder="little")``) of the rows that may be returned; empty = every row. Deleted rows
+(tombstones) and, later, rows failing a filter never enter the heap.
 """
 
 import numba

@@ -54,7 +54,6 @@ def ivf_flat_scan(Q, probes, offsets, vectors, norms, alpha, live, k):
     return ivf_topk(_flat_begin, _flat_list, (Q, offsets, vectors, norms, alpha), probes, live, k)
 
 
-
 @numba.njit(**PARALLEL_JIT)
 def rerank_exact(Q, candidates, vectors, alpha, k):
     """Re-score candidate positions (-1 = none) exactly and keep the best k per query (full
@@ -96,22 +95,24 @@ def small_matmul(X, W):
 @numba.njit(**JIT)
 def nearest_rows(X, C, n, l2):
     """The n rows of C nearest to each row of X, best first: by L2, or by largest inner product.
-    For a few queries, on the calling thread (batches go through faiss's BLAS)."""
-    nx = X.shape[0]
+    For a few queries, on the calling thread (batches go through faiss's BLAS). Rows are read
+    in place, as in `nearest_rows_pruned`."""
+    nx, d = X.shape
     out_s, out = new_heaps(nx, n)
     for r in range(nx):
-        x = X[r]
+        scores = out_s[r]
+        labels = out[r]
         for j in range(C.shape[0]):
-            c = C[j]
+            s = np.float32(0.0)
             if l2:
-                s = np.float32(0.0)
-                for i in range(x.shape[0]):
-                    t = x[i] - c[i]
+                for i in range(d):
+                    t = X[r, i] - C[j, i]
                     s += t * t
             else:
-                s = -dot(x, c)
-            heap_push(out_s[r], out[r], s, j)
-        heap_sort(out_s[r], out[r])
+                for i in range(d):
+                    s -= X[r, i] * C[j, i]
+            heap_push(scores, labels, s, j)
+        heap_sort(scores, labels)
     return out
 
 
