@@ -21,18 +21,17 @@ import os
 import threading
 from dataclasses import dataclass, replace
 
-import faiss
 import numpy as np
 
+from . import part_search, payload_index
 from .errors import (CollectionClosedError, CollectionExistsError, CollectionNotFoundError,
                      InvalidParameterError, ReadOnlyError)
+from .filters import Bool, parse_filter
 from .hits import Hits
 from .index import Index
 from .ivf import InvertedLists
 from .kernels.config import readonly
-from .kernels.driver import WORST
-from .kernels.flat import ivf_flat_scan
-from .plan import SearchPlan
+from .plan import QueryCache, SearchPlan
 from .segments import Part, Segment, State, carry, concat_payloads, encode_payloads
 from .spec import parse_spec
 from .storage import layout, manifest, snapshot
@@ -59,20 +58,6 @@ class Point:
     id: int
     vector: np.ndarray | None = None
     payload: dict | None = None
-
-
-def exact_scan(plan: SearchPlan, vectors: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force (raw scores, rows) of the plan over raw vectors: faiss's BLAS knn when every
-    row is live, else the flat kernel over one list of every row, skipping rows outside ``live``."""
-    Q, k, l2 = plan.queries, plan.k, plan.metric == "l2"
-    if not len(live):
-        D, I = faiss.knn(Q, vectors, k, metric=faiss.METRIC_L2 if l2 else faiss.METRIC_INNER_PRODUCT)
-        scores = np.where(I < 0, WORST, D if l2 else -D).astype(np.float32)
-        return scores, I.astype(np.int64)
-    norms = np.einsum("ij,ij->i", vectors, vectors) if l2 else np.zeros(0, np.float32)
-    one_list = np.zeros((len(Q), 1), np.int64)
-    return ivf_flat_scan(Q, one_list, readonly(np.array([0, len(vectors)], np.int64)), readonly(vectors),
-                         readonly(norms), np.float32(-2.0 if l2 else -1.0), live, k)
 
 
 def _writes(method):
@@ -109,9 +94,11 @@ class Collection:
     @classmethod
     def create(cls, path, dim: int, *, metric: str = "l2", spec: str = "IVF1024,SAQ4",
                store_vectors: bool = True, train_threshold: int | None = None, seed: int = 0,
-               keep_versions: int = KEEP_VERSIONS) -> "Collection":
+               payload_indexes: dict | None = None, keep_versions: int = KEEP_VERSIONS) -> "Collection":
         """A new empty collection at ``path`` (created if needed); CollectionExistsError if one is there.
 
+        ``payload_indexes`` ({field: kind}, kinds in `payload_index.KINDS`) are the payload fields
+        searches can filter on (more can be declared later with `create_payload_index`).
         ``keep_versions`` committed versions stay on disk for readers still mapping older files.
         """
         path = os.path.abspath(os.fspath(path))
@@ -122,6 +109,7 @@ class Collection:
         threshold = default_train_threshold(nlist) if train_threshold is None else check_int(
             train_threshold, "train_threshold", "Collection.create", max(nlist, 1))
         keep_versions = check_int(keep_versions, "keep_versions", "Collection.create")
+        schema = payload_index.check_schema(payload_indexes)
         if os.path.exists(path) and not os.path.isdir(path):
             raise CollectionExistsError(f"{path} exists and is not a directory.")
         if os.path.isdir(path) and (manifest.read_current(path) or manifest.manifest_versions(path)):
@@ -129,7 +117,8 @@ class Collection:
         os.makedirs(path, exist_ok=True)
         lock = WriterLock(path)
         config = {"dim": dim, "metric": metric, "spec": str(parse_spec(spec)),
-                  "store_vectors": bool(store_vectors), "train_threshold": threshold, "seed": seed}
+                  "store_vectors": bool(store_vectors), "train_threshold": threshold, "seed": seed,
+                  "payload_indexes": schema}
         try:
             body = manifest.commit(path, layout.empty_body(config))
         except BaseException:
@@ -191,6 +180,11 @@ class Collection:
     train_threshold = property(lambda self: self._config["train_threshold"])
 
     @property
+    def payload_indexes(self) -> dict[str, str]:
+        """The indexed payload fields, {field: kind}: what searches can filter on."""
+        return dict(layout.payload_indexes(self._config))
+
+    @property
     def is_trained(self) -> bool:
         return self._check_open().model is not None
 
@@ -222,7 +216,7 @@ class Collection:
         # Every buffer chunk is brute-forced by a call of its own in each search: the new chunk
         # takes in the ones before it as a binary counter carries (see `carry`).
         persisted = [p for p in parts if p.segment.name is not None]
-        chunks, merged = carry([p for p in parts if p.segment.name is None], [Part(Segment.raw(ids, X, texts))])
+        chunks, merged = carry([p for p in parts if p.segment.name is None], [Part(Segment.raw(ids, X, texts, self.payload_indexes))])
         new = merged[0] if len(merged) == 1 else Part(self._merge(None, merged))
         self._state = replace(state, parts=(*persisted, *chunks, new), dirty=True)
         return len(ids)
@@ -252,9 +246,10 @@ class Collection:
         return tuple(out), killed
 
     @_writes
-    def train(self, sample=None) -> None:
+    def train(self, sample=None, *, centroids=None) -> None:
         """Train the model on ``sample`` (or up to TRAIN_SAMPLE stored points), re-encode every
-        point and persist: durable when it returns."""
+        point and persist: durable when it returns. ``centroids`` (nlist, dim) skips k-means
+        (`Index.train`), e.g. to share one partition with a peer in a benchmark."""
         state = self._state
         ids, vectors, payloads = self._gather(state)
         if sample is None:
@@ -267,8 +262,8 @@ class Collection:
         if not len(X):
             raise InvalidParameterError("Cannot train: the collection is empty and no sample was given.")
         model = Index(self.dim, self.spec, self.metric, store_vectors=self.store_vectors,
-                      seed=self._config["seed"]).train(X)
-        new = [Segment.encoded(model.encode_lists(vectors, ids), ids, payloads)] if len(ids) else []
+                      seed=self._config["seed"]).train(X, centroids=centroids)
+        new = [Segment.encoded(model.encode_lists(vectors, ids), ids, payloads, self.payload_indexes)] if len(ids) else []
         self._commit(replace(state, model=model, parts=()), new, new_model=True)
 
     def _live_vectors(self, state: State) -> np.ndarray:
@@ -328,7 +323,7 @@ class Collection:
         payloads = concat_payloads([(p.segment.payloads, r) for p, r in zip(parts, rows)])
         if model is None:
             vectors = np.concatenate([p.segment.vectors[r] for p, r in zip(parts, rows)])
-            return Segment.raw(ids, vectors, payloads)
+            return Segment.raw(ids, vectors, payloads, self.payload_indexes)
         pieces = []
         for part, r in zip(parts, rows):
             seg = part.segment
@@ -338,27 +333,62 @@ class Collection:
                 pieces.append(seg.lists.select(keep))
             else:
                 pieces.append(model.encode_lists(seg.vectors[r], seg.ids[r]))
-        return Segment.encoded(functools.reduce(InvertedLists.merge, pieces), ids, payloads)
+        return Segment.encoded(functools.reduce(InvertedLists.merge, pieces), ids, payloads, self.payload_indexes)
 
-    def _commit(self, state: State, new: list[Segment], *, new_model: bool = False) -> None:
+    def _commit(self, state: State, new: list[Segment], *, new_model: bool = False,
+                config: dict | None = None) -> None:
         """Write the new segments (and model, tombstones), commit a manifest, map the new files.
 
         ``state.parts`` holds the persisted parts that stay; the buffer is replaced by ``new``.
-        On any failure the in-memory state and the committed files are left as they were.
+        A new ``config`` (other payload indexes) rewrites the payload index file of every kept
+        part. On any failure the in-memory state and the committed files are left as they were.
         """
-        written = layout.write_files(self.path, self._config, state.manifest["next_seq"],
+        config = config or self._config
+        schema = layout.payload_indexes(config)
+        reindexed = [p.segment for p in state.parts] if config is not self._config else []
+        written = layout.write_files(self.path, config, state.manifest["next_seq"],
                                      model=state.model if new_model else None, segments=new,
-                                     dead=[p for p in state.parts if p.n_deleted])
-        body = layout.next_body(state.manifest, self._config, state.parts, written)
+                                     reindexed=reindexed, dead=[p for p in state.parts if p.n_deleted])
+        body = layout.next_body(state.manifest, config, state.parts, written)
         body = manifest.commit(self.path, body)
+        self._config = config
         # Map what was just written, so the buffer's memory is released and reads are zero-copy.
         model = layout.read_model(self.path, written.model) if new_model else state.model
-        mapped = [*state.parts, *(Part(layout.read_segment(self.path, e["file"])) for e in written.segments)]
+        entries = {e["file"]: e for e in body["segments"]}
+        kept = [replace(p, segment=layout.read_segment(self.path, entries[p.segment.name], schema))
+                if p.segment.name in written.columns else p for p in state.parts]
+        mapped = [*kept, *(Part(layout.read_segment(self.path, e, schema)) for e in written.segments)]
         self._state = State(model, tuple(mapped), body, dirty=False, mapped_bytes=layout.files_bytes(body))
         try:
             manifest.collect_garbage(self.path, self.keep_versions)
         except OSError as exc:  # the commit stands; garbage is collected next time
             log.warning("Garbage collection in %s failed: %s", self.path, exc)
+
+    @_writes
+    def create_payload_index(self, field: str, kind: str) -> None:
+        """Index payload ``field`` as ``kind`` (keyword, integer, float, bool) so searches can
+        filter on it: every segment's column is built from the stored payloads and committed
+        (persisting the buffer first); durable on return. A stored value that does not fit the
+        kind is refused, naming the point, and nothing changes."""
+        kind = payload_index.check_kind(field, kind)
+        if self.payload_indexes.get(field) != kind:
+            self._reindex({**self.payload_indexes, field: kind})
+
+    @_writes
+    def drop_payload_index(self, field: str) -> None:
+        """Stop indexing payload ``field`` (filters on it are refused from then on); durable on return."""
+        if field not in self.payload_indexes:
+            raise InvalidParameterError(f"Payload field {field!r} is not indexed; indexed: {sorted(self.payload_indexes)}.")
+        self._reindex({f: k for f, k in self.payload_indexes.items() if f != field})
+
+    @_writes
+    def _reindex(self, schema: dict[str, str]) -> None:
+        self.persist(train=False)
+        state = self._state
+        schema = payload_index.check_schema(schema)
+        parts = tuple(replace(p, segment=p.segment.with_columns(
+            payload_index.columns(p.segment.payloads, p.segment.ids, schema))) for p in state.parts)
+        self._commit(replace(state, parts=parts), [], config=dict(self._config, payload_indexes=schema))
 
     # --- reads -----------------------------------------------------------------------------
     def _locate(self, state: State, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -371,6 +401,15 @@ class Collection:
             where[hit], rows[hit] = i, r[hit]
         return where, rows
 
+    @staticmethod
+    def _point(state: State, pid: int, part: int, row: int, with_vectors: bool, with_payloads: bool) -> Point:
+        seg = state.parts[part].segment
+        vector = np.array(seg.vectors[row]) if with_vectors and seg.vectors is not None else None
+        payload = None
+        if with_payloads and seg.payloads is not None and (text := seg.payloads[row].as_py()) is not None:
+            payload = json.loads(text)
+        return Point(pid, vector, payload)
+
     def get(self, ids, *, with_vectors: bool = True, with_payloads: bool = True) -> list[Point]:
         """The points with these ids, in request order; missing ids are omitted.
 
@@ -380,59 +419,118 @@ class Collection:
         state = self._check_open()
         ids = check_ids(ids, unique=False)
         where, rows = self._locate(state, ids)
-        out = []
-        for pid, i, r in zip(ids.tolist(), where.tolist(), rows.tolist()):
-            if i < 0:
-                continue
-            seg = state.parts[i].segment
-            vector = np.array(seg.vectors[r]) if with_vectors and seg.vectors is not None else None
-            payload = None
-            if with_payloads and seg.payloads is not None and (text := seg.payloads[r].as_py()) is not None:
-                payload = json.loads(text)
-            out.append(Point(pid, vector, payload))
-        return out
+        return [self._point(state, pid, i, r, with_vectors, with_payloads)
+                for pid, i, r in zip(ids.tolist(), where.tolist(), rows.tolist()) if i >= 0]
 
     def payloads(self, ids) -> list[dict | None]:
         """The payload of every id, aligned with ``ids`` (None for a missing id or no payload)."""
         found = {p.id: p.payload for p in self.get(ids, with_vectors=False)}
         return [found.get(i) for i in check_ids(ids, unique=False).tolist()]
 
+    def _predicate(self, filter) -> Bool | None:
+        return parse_filter(filter, self.payload_indexes)
+
+    def count_matching(self, filter=None) -> int:
+        """How many live points pass ``filter`` (a filter in `annvq.filters`' language; None: all)."""
+        state = self._check_open()
+        pred = self._predicate(filter)
+        return sum(part.allowed(pred)[1] for part in state.parts)
+
+    def scroll(self, filter=None, *, limit: int = 100, cursor: int | None = None, with_vectors: bool = False,
+               with_payloads: bool = True) -> tuple[list[Point], int | None]:
+        """The live points passing ``filter`` in id order from id ``cursor`` on, at most ``limit``,
+        and the cursor of the next page (None after the last): pages never repeat or skip a point
+        that stays put while the caller pages."""
+        state = self._check_open()
+        pred = self._predicate(filter)
+        limit = check_int(limit, "limit", "Collection.scroll")
+        start = 0 if cursor is None else int(check_ids([cursor])[0])
+        ids, where, rows = [], [], []
+        for i, part in enumerate(state.parts):
+            bits, n = part.allowed(pred)
+            if not n:
+                continue
+            seg = part.segment
+            by_id = seg.id_order[np.searchsorted(seg.ids, start, sorter=seg.id_order):]
+            if len(bits):  # only the allowed rows, still in id order
+                by_id = by_id[np.unpackbits(bits, count=seg.rows, bitorder="little").view(bool)[by_id]]
+            by_id = np.asarray(by_id[:limit + 1])
+            ids.append(seg.ids[by_id])
+            where.append(np.full(len(by_id), i))
+            rows.append(by_id)
+        if not ids:
+            return [], None
+        ids, where, rows = (np.concatenate(a) for a in (ids, where, rows))
+        order = np.argsort(ids, kind="stable")[:limit + 1]
+        page = [self._point(state, int(ids[j]), int(where[j]), int(rows[j]), with_vectors, with_payloads)
+                for j in order[:limit]]
+        return page, int(ids[order[limit]]) if len(order) > limit else None
+
     def search(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
-               exact: bool = False, params=None) -> tuple[np.ndarray, np.ndarray]:
+               exact: bool = False, params=None, filter=None) -> tuple[np.ndarray, np.ndarray]:
         """(distances (nq, k), ids (nq, k)) best first, as ``Index.search`` reports them; see
         `query` for the parameters."""
-        hits = self.query(Q, k, nprobe=nprobe, rerank=rerank, exact=exact, params=params)
+        hits = self.query(Q, k, nprobe=nprobe, rerank=rerank, exact=exact, params=params, filter=filter)
         return hits.distances, hits.ids
 
     def query(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
-              exact: bool = False, params=None) -> Hits:
-        """The k best live points of every query, with their payloads and vectors at hand.
+              exact: bool = False, params=None, filter=None) -> Hits:
+        """The k best live points of every query that pass ``filter``, with their payloads and
+        vectors at hand, how many were found and the strategy that ran (`annvq.part_search`).
 
         Encoded segments are scanned through the model (nprobe, rerank, codec params); the
         buffer, raw segments and ``exact=True`` are brute force over raw vectors. Deleted rows
-        are skipped inside the scans, so k live points come back whatever was deleted.
+        and rows failing the filter are skipped inside the scans. With a filter, a query that
+        found fewer than k (or fewer than every matching point) is searched again with nprobe
+        doubled until it has them or every list was read, so k points come back whenever k match.
         """
         state = self._check_open()
         planner = state.model or self._blank
         plan = planner.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params, owner="Collection.search")
-        parts = tuple(part for part in state.parts if part.live)
-        return Hits.merge(plan, parts, [self._scan(state, part, plan, exact) for part in parts])
+        pred = self._predicate(filter)
+        allowed = [(part, *part.allowed(pred)) for part in state.parts]
+        allowed = [a for a in allowed if a[2]]
+        hits, strategies = self._search(state, plan, pred, allowed, exact)
+        if pred is not None and state.model is not None and not exact:
+            want = min(plan.k, sum(n for _, _, n in allowed))
+            short = np.flatnonzero(hits.found < want)
+            nprobe, nlist = plan.nprobe, state.model.nlist
+            while len(short) and nprobe < nlist:
+                nprobe = min(2 * nprobe, nlist)
+                again = plan._replace(queries=readonly(plan.queries[short]), nprobe=nprobe, cache=QueryCache())
+                more, more_strategies = self._search(state, again, pred, allowed, exact)
+                hits.put(short, more)
+                strategies += [s for s in more_strategies if s not in strategies]
+                short = short[more.found < want]
+        return replace(hits, strategy="+".join(strategies) or "none")
 
     @staticmethod
-    def _scan(state: State, part: Part, plan: SearchPlan, exact: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(raw scores, rows) of one part's best live rows (`Index.scan`)."""
-        seg = part.segment
-        if seg.lists is not None and not exact:
-            return state.model.scan(plan, seg.lists, part.live_bits)
-        if seg.vectors is None:
-            raise InvalidParameterError(
-                "exact=True needs the raw vectors: create the collection with store_vectors=True.")
-        return exact_scan(plan, seg.vectors, part.live_bits)
+    def _search(state: State, plan: SearchPlan, pred: Bool | None, allowed: list, exact: bool) -> tuple[Hits, list[str]]:
+        """Every part with allowed rows scanned (`part_search.scan_part`) and merged, with the
+        strategies that ran."""
+        found, strategies = [], []
+        for part, bits, count in allowed:
+            scores, rows, strategy = part_search.scan_part(state.model, part, plan, pred, bits, count, exact=exact)
+            found.append((scores, rows))
+            if strategy not in strategies:
+                strategies.append(strategy)
+        return Hits.merge(plan, tuple(part for part, _, _ in allowed), found), strategies
 
     # --- maintenance -----------------------------------------------------------------------
     def verify(self) -> list[str]:
-        """A full checksum pass over the committed files; one line per problem, [] when healthy."""
-        return snapshot.verify(self.path, self._check_open().manifest)
+        """A full checksum pass over the committed files, and every payload index column checked
+        against the payloads it was built from; one line per problem, [] when healthy."""
+        state = self._check_open()
+        problems = snapshot.verify(self.path, state.manifest)
+        if problems:
+            return problems
+        schema = self.payload_indexes
+        for part in state.persisted:
+            seg = part.segment
+            rebuilt = payload_index.columns(seg.payloads, seg.ids, schema)
+            problems += [f"{seg.columns_file}: payload index {field!r} disagrees with the payloads of {seg.name}."
+                         for field in schema if not rebuilt[field].equals(seg.columns[field])]
+        return problems
 
     def stats(self) -> dict:
         state = self._check_open()
@@ -461,6 +559,7 @@ class Collection:
         """Compile (or load from numba's cache) the search kernels now, and let every segment
         build its derived search layout (e.g. FastScan blocks), so the first query pays neither."""
         state = self._check_open()
+        part_search.warmup()
         if state.model is not None:
             state.model.codec.warmup()
             if state.count:

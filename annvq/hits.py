@@ -22,23 +22,37 @@ from .segments import Part
 @dataclass(frozen=True, eq=False)
 class Hits:
     """distances and ids (nq, k) best first (id -1, distance +-inf: no result); part (nq, k)
-    indexes ``parts``, row (nq, k) is the row within that part's segment."""
+    indexes ``parts``, row (nq, k) is the row within that part's segment; nprobe (nq,) the lists
+    each query read; strategy how the parts were scanned (`annvq.part_search`, "+"-joined)."""
 
     distances: np.ndarray
     ids: np.ndarray
     part: np.ndarray
     row: np.ndarray
     parts: tuple[Part, ...]
+    nprobe: np.ndarray
+    strategy: str = ""
+
+    @property
+    def found(self) -> np.ndarray:
+        """(nq,) how many results each query has (k unless fewer points match)."""
+        return (self.ids >= 0).sum(axis=1)
+
+    def put(self, queries: np.ndarray, other: "Hits") -> None:
+        """Replace the answers of ``queries`` by ``other``'s (a search of those queries again
+        over the same parts, with more lists)."""
+        for name in ("distances", "ids", "part", "row", "nprobe"):
+            getattr(self, name)[queries] = getattr(other, name)
 
     @classmethod
     def merge(cls, plan: SearchPlan, parts: tuple[Part, ...],
               found: list[tuple[np.ndarray, np.ndarray]]) -> "Hits":
         """The best ``plan.k`` of the parts' (raw scores, rows), ties kept in part order."""
-        shape = (plan.nq, plan.k)
+        shape, nprobe = (plan.nq, plan.k), np.full(plan.nq, plan.nprobe)
         if len(found) == 1:  # already the best k, in order
             scores, rows = found[0]
             return cls(plan.report(scores, rows), row_ids(rows, readonly(parts[0].segment.ids)),
-                       np.where(rows < 0, -1, 0), rows, parts)
+                       np.where(rows < 0, -1, 0), rows, parts, nprobe)
         if not found:
             scores, rows, part = np.full(shape, WORST, np.float32), np.full(shape, -1, np.int64), None
         else:
@@ -52,7 +66,7 @@ class Hits:
         for i, p in enumerate(parts):
             at = part == i
             ids[at] = p.segment.ids[rows[at]]
-        return cls(plan.report(scores, rows), ids, part, rows, parts)
+        return cls(plan.report(scores, rows), ids, part, rows, parts, nprobe)
 
     def _located(self, qi: int):
         """(part, row) of query qi's hits, padding dropped."""

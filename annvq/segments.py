@@ -5,15 +5,22 @@ and the binary-counter rule by which parts are merged as they accumulate."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
 
+from . import payload_index
 from .errors import InvalidParameterError
+from .filters import Bool
 from .index import Index
 from .ivf import InvertedLists
 from .kernels.driver import ALL_ROWS, row_bitset
+
+#: filters whose row bitsets a segment remembers (a repeated filter is evaluated once)
+FILTER_CACHE = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -21,7 +28,9 @@ class Segment:
     """Immutable rows: raw vectors (before training, and the buffer) or encoded IVF lists.
 
     ``id_order`` sorts the ids, so ``find`` is a binary search on (possibly mapped) arrays and
-    opening needs no index build. ``name`` is the file once persisted, None while in memory.
+    opening needs no index build. ``columns`` are the payload index columns
+    (`annvq.payload_index`), stored in their own file (``columns_file``) so that declaring an
+    index rewrites only them. ``name`` is the file once persisted, None while in memory.
     """
 
     ids: np.ndarray
@@ -30,25 +39,52 @@ class Segment:
     lists: InvertedLists | None
     payloads: pa.LargeStringArray | None
     name: str | None = None
+    columns: Mapping[str, pa.Array] = field(default_factory=dict)
+    columns_file: str | None = None
+    _matches: dict = field(default_factory=dict, repr=False)
+    _matches_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def rows(self) -> int:
         return len(self.ids)
 
     @classmethod
-    def raw(cls, ids, vectors, payloads) -> "Segment":
-        return cls(ids, np.argsort(ids, kind="stable"), vectors, None, payloads)
+    def raw(cls, ids, vectors, payloads, schema: Mapping[str, str]) -> "Segment":
+        """Raw rows; the payload index columns of ``schema`` are built from the payloads (a
+        payload that does not fit is refused here, before anything is stored)."""
+        return cls(ids, np.argsort(ids, kind="stable"), vectors, None, payloads,
+                   columns=payload_index.columns(payloads, ids, schema))
 
     @classmethod
-    def encoded(cls, lists: InvertedLists, src_ids: np.ndarray, src_payloads) -> "Segment":
-        """Wrap lists built from rows given as (src_ids, src_payloads), re-ordering the payloads."""
+    def encoded(cls, lists: InvertedLists, src_ids: np.ndarray, src_payloads, schema: Mapping[str, str]) -> "Segment":
+        """Wrap lists built from rows given as (src_ids, src_payloads), re-ordering the payloads
+        and building the payload index columns from them."""
         order = np.argsort(lists.ids, kind="stable")
         payloads = None
         if src_payloads is not None:
             src_order = np.argsort(src_ids, kind="stable")
             rows = src_order[np.searchsorted(src_ids, lists.ids, sorter=src_order)]
             payloads = src_payloads.take(pa.array(rows))
-        return cls(lists.ids, order, lists.vectors, lists, payloads)
+        return cls(lists.ids, order, lists.vectors, lists, payloads,
+                   columns=payload_index.columns(payloads, lists.ids, schema))
+
+    def with_columns(self, columns: Mapping[str, pa.Array], columns_file: str | None = None) -> "Segment":
+        """The same rows with other payload index columns (a new index declared or dropped)."""
+        return Segment(self.ids, self.id_order, self.vectors, self.lists, self.payloads, self.name,
+                       columns, columns_file)
+
+    def matching(self, pred: Bool) -> tuple[np.ndarray, np.ndarray]:
+        """(row bitset, row numbers) of the rows that pass ``pred``, remembered for the last
+        FILTER_CACHE filters: the segment is immutable, so a repeated filter costs a dict lookup."""
+        found = self._matches.get(pred)
+        if found is None:
+            mask = pred.mask(self.columns, self.ids)
+            found = row_bitset(mask), np.flatnonzero(mask)
+            with self._matches_lock:
+                if len(self._matches) >= FILTER_CACHE:
+                    self._matches.pop(next(iter(self._matches)))
+                self._matches[pred] = found
+        return found
 
     def find(self, ids: np.ndarray) -> np.ndarray:
         """Row of every id, -1 where absent (ids are unique within a segment)."""
@@ -103,6 +139,23 @@ class Part:
         deleted = np.zeros(self.segment.rows, bool) if self.deleted is None else self.deleted.copy()
         deleted[rows] = True
         return Part(self.segment, deleted, int(deleted.sum()), row_bitset(~deleted))
+
+    def allowed(self, pred: Bool | None) -> tuple[np.ndarray, int]:
+        """(bitset, count) of the live rows that pass ``pred`` (every live row when None); the
+        bitset is empty when every row is allowed, as the scans read it."""
+        if pred is None:
+            return self.live_bits, self.live
+        bits = self.segment.matching(pred)[0]
+        if len(self.live_bits):
+            bits = bits & self.live_bits
+        return bits, int(np.bitwise_count(bits).sum())
+
+    def allowed_rows(self, pred: Bool | None) -> np.ndarray:
+        """The row numbers of the live rows that pass ``pred``, ascending."""
+        if pred is None:
+            return self.live_rows()
+        rows = self.segment.matching(pred)[1]
+        return rows if self.deleted is None else rows[~self.deleted[rows]]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from annvq import Hits
 from annvq.errors import DimensionMismatchError
+from annvq.filters import InvalidFilterError
 
 
 def as_matrix(rows: list[list[float]], dim: int, name: str = "vectors") -> np.ndarray:
@@ -21,19 +22,29 @@ def as_matrix(rows: list[list[float]], dim: int, name: str = "vectors") -> np.nd
         return np.array(rows, dtype=np.float32).reshape(len(rows), dim)
 
 
-def search_kwargs(params) -> dict:
-    """Collection.search keywords from a `SearchParams` body; extra fields are codec knobs."""
+def as_filter(value) -> dict | None:
+    """A request's ``filter``: a JSON object or null. Anything else is refused here, since the
+    library would also take a string as JSON text; the library checks the object itself."""
+    if value is None or isinstance(value, dict):
+        return value
+    raise InvalidFilterError(f"filter must be a JSON object (or null); got {type(value).__name__}.")
+
+
+def search_kwargs(params, filter=None) -> dict:
+    """Collection.query keywords from a `SearchParams` body and a request's filter; extra fields
+    are codec knobs."""
     extra = dict(params.model_extra or {})
     return {"nprobe": params.nprobe, "rerank": params.rerank, "exact": params.exact,
-            "params": extra or None}
+            "params": extra or None, "filter": as_filter(filter)}
 
 
 def hits(found: Hits, qi: int, *, with_payload: bool, with_vector: bool) -> dict:
-    """Query qi's neighbours as columns; the -1 padding (fewer than k points) is dropped.
-    Payloads and vectors come from the snapshot that was searched."""
+    """Query qi's neighbours as columns; the -1 padding (fewer than k points) is dropped, so
+    ``found`` is the number of ids. Payloads and vectors come from the snapshot that was searched."""
     keep = found.ids[qi] >= 0
-    out = {"ids": found.ids[qi][keep].tolist(), "distances": found.distances[qi][keep].tolist(),
-           "payloads": None, "vectors": None}
+    ids = found.ids[qi][keep].tolist()
+    out = {"ids": ids, "distances": found.distances[qi][keep].tolist(), "payloads": None, "vectors": None,
+           "found": len(ids), "nprobe": int(found.nprobe[qi]), "strategy": found.strategy}
     if with_payload:
         out["payloads"] = found.payloads(qi)
     if with_vector:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from annvq import errors as E
+from annvq.filters import InvalidFilterError
 
 log = logging.getLogger("annvq.service")
 
@@ -35,6 +36,7 @@ DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     E.ReadOnlyError: (403, "read_only"),
     E.DimensionMismatchError: (400, "dimension_mismatch"),
     E.InvalidVectorsError: (400, "invalid_vectors"),
+    InvalidFilterError: (400, "invalid_filter"),  # before its base class, InvalidParameterError
     E.InvalidParameterError: (400, "invalid_parameter"),
     E.InvalidSpecError: (400, "invalid_spec"),
     E.NotTrainedError: (409, "not_trained"),

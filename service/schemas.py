@@ -15,6 +15,14 @@ from .settings import MAX_K
 Vector = Annotated[list[FiniteFloat], Field(min_length=1)]
 PointId = StrictInt
 Payload = dict[str, Any] | None
+PayloadKind = Literal["keyword", "integer", "float", "bool"]
+# Any JSON value, refused with invalid_filter (400) unless an object or null: the library checks
+# every key, field and value type and names the problem, so pydantic does not second-guess it.
+Filter = Annotated[Any, Field(
+    description="A Qdrant-style payload filter ({must, should, must_not} of conditions on indexed "
+                "fields, see docs/service.md); null or {} for none.",
+    json_schema_extra={"anyOf": [{"type": "object"}, {"type": "null"}],
+                       "examples": [{"must": [{"key": "label", "match": {"value": 3}}]}]})]
 
 
 class Request(BaseModel):
@@ -47,6 +55,8 @@ class CollectionCreate(Request):
     store_vectors: bool = Field(True, description="Keep raw vectors (rerank, exact search, get).")
     train_threshold: int | None = Field(None, ge=1, description="Train once this many points exist.")
     seed: int = Field(0, ge=0)
+    payload_indexes: dict[str, PayloadKind] = Field(
+        default_factory=dict, description="Payload fields to index, {field: kind}: what filters can use.")
 
 
 class CollectionPublic(BaseModel):
@@ -57,7 +67,12 @@ class CollectionPublic(BaseModel):
     count: int
     trained: bool
     read_only: bool
+    payload_indexes: dict[str, str] = Field(description="Indexed payload fields, {field: kind}.")
     stats: dict[str, Any]
+
+
+class PayloadIndexCreate(Request):
+    kind: PayloadKind = Field(description="keyword (string), integer, float or bool.")
 
 
 class CollectionsPublic(BaseModel):
@@ -103,6 +118,28 @@ class DeleteResult(BaseModel):
     count: int
 
 
+class PointsCount(Request):
+    filter: Filter = None
+
+
+class CountResult(BaseModel):
+    count: int = Field(description="Live points that pass the filter (all of them without one).")
+
+
+class PointsScroll(Request):
+    filter: Filter = None
+    limit: int = Field(100, ge=1, le=10_000, description="Points per page.")
+    cursor: int | None = Field(None, ge=0, description="Start at this id: the previous page's next_cursor.")
+    with_payload: bool = True
+    with_vector: bool = False
+
+
+class ScrollPage(PointsPublic):
+    """Matching points in id order from `cursor` on; pass `next_cursor` back for the next page."""
+
+    next_cursor: int | None = Field(description="The id the next page starts at; null after the last page.")
+
+
 # query ---------------------------------------------------------------------------------------
 
 class SearchParams(BaseModel):
@@ -117,6 +154,7 @@ class SearchParams(BaseModel):
 class QueryOptions(Request):
     k: int = Field(10, ge=1, le=MAX_K)
     params: SearchParams = Field(default_factory=SearchParams)
+    filter: Filter = None
     with_payload: bool = True
     with_vector: bool = False
 
@@ -136,6 +174,9 @@ class Hits(BaseModel):
     distances: list[float]
     payloads: list[Payload] | None = None
     vectors: list[list[float] | None] | None = None
+    found: int = Field(description="How many hits this query has: k unless fewer points match.")
+    nprobe: int = Field(description="Inverted lists this query read (a filter may read more).")
+    strategy: str = Field(description='How the search ran, e.g. "ivf", "flat", "exact", "ivf+exact".')
 
 
 class QueryResult(Hits):

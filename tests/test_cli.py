@@ -304,6 +304,76 @@ def test_build_duplicate_ids_refused(tmp_path, data):
     assert not (tmp_path / "c").exists()
 
 
+# --- query --filter -------------------------------------------------------------------------------
+# `annvq build` stores no payloads, so the filtered collection is made with the library.
+LABEL_2 = '{"must": [{"key": "label", "match": {"value": 2}}]}'
+
+
+@pytest.fixture(scope="module")
+def labelled(data):
+    """A collection of the 2000 base vectors with payload {"label": id % 5}, indexed as integer."""
+    from annvq import Collection
+
+    d, X, _ = data
+    out = d / "labelled"
+    with Collection.create(out, DIM, spec=SPEC, payload_indexes={"label": "integer"}) as col:
+        col.upsert(np.arange(len(X)), X, [{"label": i % 5} for i in range(len(X))])
+        col.train()
+    return out
+
+
+def test_query_filter_json_table_csv(labelled, data):
+    d, X, Q = data
+    base = ["query", labelled, "--vector-file", d / "queries.npy", "-k", 5, "--nprobe", 8]
+    rows = json.loads(ok(*base, "--filter", LABEL_2, "--format", "json").output)
+    ids = np.flatnonzero(np.arange(len(X)) % 5 == 2)
+    truth = ids[exact_knn(X[ids], Q, 5)]
+    np.testing.assert_array_equal(np.array([row["ids"] for row in rows]), truth)
+    assert all(row["found"] == 5 and row["strategy"] for row in rows)
+    table = ok(*base, "--filter", LABEL_2).output.strip().splitlines()
+    assert len(table) == 2 + 5 * len(Q) and all(int(line.split()[2]) % 5 == 2 for line in table[1:-1])
+    assert table[-1].startswith(f"filter matches 400 point(s); found 5 of k=5 for each of {len(Q)} queries; "
+                                "strategy ")
+    csv = ok(*base, "--filter", LABEL_2, "--format", "csv")
+    lines = csv.stdout.splitlines()
+    assert lines[0] == "query,rank,id,distance" and len(lines) == 1 + 5 * len(Q)
+    assert "filter matches 400 point(s)" in csv.stderr
+
+
+def test_query_filter_from_file_and_fewer_than_k(labelled, data, tmp_path):
+    d, _, Q = data
+    (tmp_path / "f.json").write_text('{"must": [{"has_id": [3, 7]}], '
+                                     '"must_not": [{"key": "label", "match": {"value": 3}}]}')
+    result = ok("query", labelled, "--stdin", "-k", 4, "--filter", f"@{tmp_path / 'f.json'}",
+                input=json.dumps(Q[0].tolist()))
+    lines = result.output.strip().splitlines()
+    assert [int(line.split()[2]) for line in lines[1:-1]] == [7]  # 3 has label 3
+    assert "filter matches 1 point(s); found 1 of k=4; strategy" in lines[-1]
+
+
+def test_query_filter_on_built_collection_by_id(built, data):
+    """A collection without payload indexes can still be filtered by id."""
+    d, _, _ = data
+    rows = json.loads(ok("query", built, "--vector-file", d / "queries.npy", "-k", 3, "--format", "json",
+                         "--filter", '{"must": [{"has_id": [10, 20, 30, 40]}]}').output)
+    assert all(set(row["ids"]) <= {10, 20, 30, 40} and row["found"] == 3 for row in rows)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "a filter is a JSON object"),
+    ("@/no/such/filter.json", "cannot read"),
+    ('{"must": [{"key": "colour", "match": {"value": 1}}]}', "'colour' has no payload index"),
+    ('{"must": [{"key": "label", "match": {"value": "two"}}]}', "'two' does not fit field 'label'"),
+    ('{"must": [{"key": "label", "rang": {"gt": 1}}]}', "unknown"),
+    ('{"should": {"must": ' * 400 + "{}" + "}" * 800, "nest at most 32 levels"),
+])
+def test_query_bad_filter_is_a_usage_error(labelled, data, value, message):
+    result = fails("query", labelled, "--vector-file", data[0] / "queries.npy", "--filter", value, code=2,
+                   message=message)
+    assert "Invalid value for '--filter'" in result.stderr
+
+
 # --- the main job's fallbacks (the end-to-end run is in test_main_job.py) ------------------------
 def test_demo_falls_back_to_generated_data_without_fashion_mnist(monkeypatch, tmp_path, capsys):
     import bench.datasets

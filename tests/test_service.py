@@ -277,7 +277,9 @@ def test_404_unknown_collection_on_every_route(server):
              ("GET", base + "/points/1", None), ("POST", base + "/query", {"vector": [0.0]}),
              ("POST", base + "/query/batch", {"vectors": [[0.0]]}), ("POST", base + "/persist", None),
              ("POST", base + "/compact", None), ("POST", base + "/train", None),
-             ("POST", base + "/snapshots", None)]
+             ("POST", base + "/snapshots", None), ("POST", base + "/points/count", {}),
+             ("POST", base + "/points/scroll", {}), ("PUT", base + "/payload-indexes/f", {"kind": "integer"}),
+             ("DELETE", base + "/payload-indexes/f", None)]
     for method, path, body in calls:
         assert_error(client.request(method, path, json=body), 404, "collection_not_found")
     assert client.get(base + "/snapshots").json() == {"data": [], "count": 0}
@@ -504,7 +506,9 @@ def test_read_only_refuses_every_write(restarted):
               ("POST", "/v1/collections/keep/points/delete", {"ids": [100]}),
               ("POST", "/v1/collections/keep/persist", None), ("POST", "/v1/collections/keep/compact", None),
               ("POST", "/v1/collections/keep/train", None), ("POST", "/v1/collections/keep/snapshots", None),
-              ("POST", "/v1/collections/keep/snapshots/x/restore", {"target": "y"})]
+              ("POST", "/v1/collections/keep/snapshots/x/restore", {"target": "y"}),
+              ("PUT", "/v1/collections/keep/payload-indexes/i", {"kind": "integer"}),
+              ("DELETE", "/v1/collections/keep/payload-indexes/i", None)]
     for method, path, payload in writes:
         assert_error(c.request(method, path, json=payload), 403, "read_only")
     assert c.get("/v1/collections/keep").json()["count"] == 1400

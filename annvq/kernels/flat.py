@@ -55,6 +55,31 @@ def ivf_flat_scan(Q, probes, offsets, vectors, norms, alpha, live, k):
 
 
 @numba.njit(**PARALLEL_JIT)
+def rows_flat_scan(Q, rows, vectors, l2, k):
+    """Top-k (full scores, rows) of every query over the given rows of ``vectors``, read in place
+    rather than gathered into a copy: the exhaustive scan of the few rows a selective filter
+    allows. Full squared L2, or minus the inner product."""
+    nq, d = Q.shape
+    out_s, out_l = new_heaps(nq, k)
+    for qi in numba.prange(nq):
+        scores = out_s[qi]
+        labels = out_l[qi]
+        for t in range(rows.shape[0]):
+            j = np.uint64(rows[t])  # unsigned: no wraparound check on every load
+            s = np.float32(0.0)
+            if l2:
+                for i in range(d):
+                    x = Q[qi, i] - vectors[j, i]
+                    s += x * x
+            else:
+                for i in range(d):
+                    s -= Q[qi, i] * vectors[j, i]
+            heap_push(scores, labels, s, rows[t])
+        heap_sort(scores, labels)
+    return out_s, out_l
+
+
+@numba.njit(**PARALLEL_JIT)
 def rerank_exact(Q, candidates, vectors, alpha, k):
     """Re-score candidate positions (-1 = none) exactly and keep the best k per query (full
     scores: L2 includes ||q||^2). One call per batch."""

@@ -3,7 +3,8 @@
 Each array becomes one column holding a single ``large_list`` row of its flat values; the field
 metadata keeps its shape and dtype, so arrays of any shape and length share one file and come back
 as read-only numpy views of the mapped pages (no copy). JSON strings (payloads) are stored the same
-way as a ``large_list<large_string>`` column and read back as a pyarrow ``LargeStringArray``.
+way as a ``large_list<large_string>`` column and read back as a pyarrow ``LargeStringArray``;
+any other Arrow array (payload index columns) likewise, marked ``arrow``, and read back as is.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pyarrow.ipc as ipc
 from ..errors import CorruptFileError, UnsupportedFormatError
 
 #: major.minor: a reader refuses a newer major version and reads any minor version of its own.
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 FORMAT_MAJOR = int(FORMAT_VERSION.split(".")[0])
 #: schema metadata keys every annvq file carries
 HEADER_KEYS = ("format_version", "writer", "kind", "dim", "metric", "spec")
@@ -43,9 +44,9 @@ def check_format_version(version: str, what: str) -> None:
         )
 
 
-def _column(value) -> tuple[pa.Array, dict]:
-    if isinstance(value, pa.Array):  # already Arrow (payload strings)
-        values, meta = value, {"dtype": "json"}
+def _column(name: str, value) -> tuple[pa.Array, dict]:
+    if isinstance(value, pa.Array):  # already Arrow: payload JSON texts, payload index columns
+        values, meta = value, {"dtype": "json" if name == "payloads" else "arrow"}
     else:
         arr = np.ascontiguousarray(value)
         if arr.dtype == bool:
@@ -57,14 +58,14 @@ def _column(value) -> tuple[pa.Array, dict]:
 
 
 def write_arrays(path: str | os.PathLike, arrays: dict, header: dict, extra: dict | None = None) -> int:
-    """Write named arrays (numpy, or pyarrow string arrays) to ``path``; returns the byte size.
+    """Write named arrays (numpy, or pyarrow arrays) to ``path``; returns the byte size.
 
     ``header`` gives the values of HEADER_KEYS other than format_version and writer; ``extra`` is
     any JSON-able metadata stored under the ``annvq`` key.
     """
     columns, fields = [], []
     for name, value in arrays.items():
-        column, meta = _column(value)
+        column, meta = _column(name, value)
         columns.append(column)
         fields.append(pa.field(name, column.type, metadata=meta))
     meta = {"format_version": FORMAT_VERSION, "writer": writer_name(), **header}
@@ -103,7 +104,7 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict, dict, dict]:
         for field, column in zip(table.schema, table.columns):
             meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
             values = column.chunk(0).values
-            if meta.get("dtype") == "json":
+            if meta.get("dtype") in ("json", "arrow"):
                 arrays[field.name] = values
                 continue
             flat = values.to_numpy(zero_copy_only=True)

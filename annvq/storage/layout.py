@@ -33,6 +33,15 @@ def tombstone_file(seq: int) -> str:
     return f"tomb-{seq:06d}.arrow"
 
 
+def columns_file(seq: int) -> str:
+    return f"fields-{seq:06d}.arrow"
+
+
+def payload_indexes(config: dict) -> dict[str, str]:
+    """The collection's declared payload indexes ({field: kind}; none before format 1.1)."""
+    return config.get("payload_indexes", {})
+
+
 # --- writing -----------------------------------------------------------------------------------
 @dataclass
 class Written:
@@ -41,15 +50,17 @@ class Written:
     next_seq: int
     files: dict = field(default_factory=dict)  # name -> {"size", "sha256"[, "rows"]}
     model: str | None = None  # the new model file; None keeps the old one
-    segments: list = field(default_factory=list)  # {"file", "rows"} of every new segment
+    segments: list = field(default_factory=list)  # {"file", "rows"[, "fields"]} of every new segment
+    columns: dict = field(default_factory=dict)  # kept segment -> its rewritten payload index file
     tombstones: str | None = None
     tombstone_segments: list = field(default_factory=list)  # segments the tombstone rows belong to
 
 
 def write_files(directory: str, config: dict, seq: int, *, model: Index | None = None,
-                segments: list[Segment] = (), dead: list[Part] = ()) -> Written:
+                segments: list[Segment] = (), reindexed: list[Segment] = (), dead: list[Part] = ()) -> Written:
     """Durably write, from sequence number ``seq`` on, the model (when given), every new segment
-    and one tombstone file for the ``dead`` parts (their deleted rows concatenated, with counts)."""
+    with its payload index columns, the columns of ``reindexed`` persisted segments, and one
+    tombstone file for the ``dead`` parts (their deleted rows concatenated, with counts)."""
     out = Written(seq)
     header = {"dim": config["dim"], "metric": config["metric"], "spec": config["spec"]}
 
@@ -62,12 +73,24 @@ def write_files(directory: str, config: dict, seq: int, *, model: Index | None =
         out.model = model_file(out.next_seq)
         write(out.model, arrays, "model", {"model": meta})
         out.next_seq += 1
+    def write_columns(segment: Segment, of: str) -> str:
+        name = columns_file(out.next_seq)
+        write(name, dict(segment.columns), "fields", {"rows": segment.rows, "segment": of})
+        out.files[name]["rows"] = segment.rows
+        out.next_seq += 1
+        return name
+
     for segment in segments:
         name = segment_file(out.next_seq)
         write(name, segment.arrays(), "segment", {"rows": segment.rows})
         out.files[name]["rows"] = segment.rows
-        out.segments.append({"file": name, "rows": segment.rows})
         out.next_seq += 1
+        entry = {"file": name, "rows": segment.rows}
+        if payload_indexes(config):
+            entry["fields"] = write_columns(segment, name)
+        out.segments.append(entry)
+    for segment in reindexed:
+        out.columns[segment.name] = write_columns(segment, segment.name) if payload_indexes(config) else None
     if dead:
         out.tombstones = tombstone_file(out.next_seq)
         rows = np.concatenate([np.flatnonzero(p.deleted) for p in dead])
@@ -90,8 +113,15 @@ def next_body(old: dict, config: dict, kept: list[Part], written: Written) -> di
     """The manifest body after ``old``: the ``kept`` persisted segments, then the new ones, the
     new model or the old one, the new tombstones; ``files`` lists exactly the files it needs."""
     model = written.model or old["model"]
-    segments = [{"file": p.segment.name, "rows": p.segment.rows} for p in kept] + written.segments
-    keep = {model} | {p.segment.name for p in kept}
+    segments = []
+    for p in kept:
+        entry = {"file": p.segment.name, "rows": p.segment.rows}
+        fields = written.columns.get(p.segment.name, p.segment.columns_file)
+        if fields:
+            entry["fields"] = fields
+        segments.append(entry)
+    segments += written.segments
+    keep = {model} | {e[key] for e in segments for key in ("file", "fields") if key in e}
     files = dict(written.files)
     files.update({n: e for n, e in old["files"].items() if n in keep and n not in files})
     return {"version": old["version"] + 1, "collection": config, "model": model,
@@ -110,9 +140,23 @@ def read_model(directory: str, name: str) -> Index:
     return Index.from_state(extra["model"], arrays)
 
 
-def read_segment(directory: str, name: str) -> Segment:
-    arrays, _, _ = arrow.read_arrays(os.path.join(directory, name))
-    return Segment.from_arrays(arrays, name)
+def read_segment(directory: str, entry: dict, schema: dict[str, str]) -> Segment:
+    """The segment of a manifest entry, mapped, with its payload index columns when the
+    collection declares any; CorruptFileError when a file disagrees with the entry or schema."""
+    arrays, _, _ = arrow.read_arrays(os.path.join(directory, entry["file"]))
+    segment = Segment.from_arrays(arrays, entry["file"])
+    if segment.rows != entry["rows"]:
+        raise CorruptFileError(f"{entry['file']} holds {segment.rows} rows; the manifest says {entry['rows']}.")
+    if not schema:
+        return segment
+    if "fields" not in entry:
+        raise CorruptFileError(f"{entry['file']} has no payload index file, but the collection indexes "
+                               f"{sorted(schema)}.")
+    columns, _, _ = arrow.read_arrays(os.path.join(directory, entry["fields"]))
+    if set(columns) != set(schema) or any(len(c) != segment.rows for c in columns.values()):
+        raise CorruptFileError(f"{entry['fields']} does not hold the payload indexes {sorted(schema)} "
+                               f"over the {segment.rows} rows of {entry['file']}.")
+    return segment.with_columns(columns, entry["fields"])
 
 
 def read_state(directory: str) -> State:
@@ -128,8 +172,9 @@ def read_state(directory: str) -> State:
 
 
 def state_of(directory: str, body: dict) -> State:
-    """The State a manifest body describes: sizes checked, small files checksummed, the model and
-    segments mapped, the tombstones applied; CorruptFileError names a damaged file."""
+    """The State a manifest body describes: sizes checked, small files checksummed, the model,
+    segments and payload index columns mapped, the tombstones applied; CorruptFileError names a
+    damaged file."""
     files = body["files"]
     manifest.check_sizes(directory, files)
     for name in [body["model"], body["tombstones"]]:
@@ -138,13 +183,8 @@ def state_of(directory: str, body: dict) -> State:
             raise CorruptFileError(
                 f"{os.path.join(directory, name)} fails its sha256 check: the file is damaged.")
     model = read_model(directory, body["model"]) if body["model"] else None
-    parts = []
-    for entry in body["segments"]:
-        segment = read_segment(directory, entry["file"])
-        if segment.rows != entry["rows"]:
-            raise CorruptFileError(
-                f"{entry['file']} holds {segment.rows} rows; the manifest says {entry['rows']}.")
-        parts.append(Part(segment))
+    schema = payload_indexes(body["collection"])
+    parts = [Part(read_segment(directory, entry, schema)) for entry in body["segments"]]
     if body["tombstones"]:
         arrays, _, _ = arrow.read_arrays(os.path.join(directory, body["tombstones"]))
         # rows of every segment named in "tombstone_segments", concatenated; counts split them

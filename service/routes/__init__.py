@@ -4,13 +4,13 @@ from fastapi import FastAPI
 from fastapi.params import Depends
 
 from ..schemas import ErrorResponse
-from . import admin, collections, points, query
+from . import admin, collections, payload_indexes, points, query
 
-ERRORS = {400: "Bad value: wrong dimension, NaN/Inf, out of range", 401: "Missing or wrong API key",
-          403: "Server is read-only", 404: "Unknown collection, point or snapshot",
+ERRORS = {400: "Bad value: wrong dimension, NaN/Inf, out of range, bad filter", 401: "Missing or wrong API key",
+          403: "Server is read-only", 404: "Unknown collection, point, payload index or snapshot",
           409: "Collection exists", 413: "Body too large", 422: "Body does not match the schema"}
 # Routes are matched in order, each by a regex: the hot query routes come first.
-ROUTERS = (query.router, points.router, collections.router, admin.router)
+ROUTERS = (query.router, points.router, collections.router, payload_indexes.router, admin.router)
 
 
 def include_api(app: FastAPI, dependencies: list[Depends]) -> None:

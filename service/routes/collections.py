@@ -16,7 +16,7 @@ router = APIRouter(prefix="/collections", tags=["collections"])
 def describe(name: str, col: Collection) -> CollectionPublic:
     return CollectionPublic(name=name, dim=col.dim, metric=col.metric, spec=col.spec,
                             count=col.count, trained=col.is_trained, read_only=col.read_only,
-                            stats=col.stats())
+                            payload_indexes=col.payload_indexes, stats=col.stats())
 
 
 @router.get("", response_model=CollectionsPublic)
@@ -33,7 +33,8 @@ def list_collections(registry: RegistryDep):
 @router.put("/{name}", response_model=CollectionPublic, status_code=201, dependencies=[Writable])
 def create_collection(name: CollectionName, body: CollectionCreate, registry: RegistryDep):
     """Create an empty collection. It trains itself once `train_threshold` points exist
-    (or on ``POST .../train``); until then every search is exact."""
+    (or on ``POST .../train``); until then every search is exact. `payload_indexes` declares the
+    payload fields filters can use (more later with ``PUT .../payload-indexes/{field}``)."""
     col = registry.create(name, **body.model_dump())
     return describe(name, col)
 

@@ -1,13 +1,14 @@
-"""Points: upsert (column-wise), delete, get by ids, get one."""
+"""Points: upsert (column-wise), delete, get by ids, get one, count and scroll (with a filter)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..convert import as_matrix, json_response
+from ..convert import as_filter, as_matrix, json_response
 from ..deps import CollectionDep, CollectionName, MetricsDep, RawBody, Writable, body_schema, parse_body
 from ..errors import ApiError
-from ..schemas import DeleteResult, PointIds, PointPublic, PointsGet, PointsPublic, PointsUpsert, UpsertResult
+from ..schemas import (CountResult, DeleteResult, PointIds, PointPublic, PointsCount, PointsGet, PointsPublic,
+                       PointsScroll, PointsUpsert, ScrollPage, UpsertResult)
 
 router = APIRouter(prefix="/collections/{name}/points", tags=["points"])
 
@@ -19,7 +20,8 @@ def public(point) -> PointPublic:
 
 @router.put("", response_model=UpsertResult, dependencies=[Writable], openapi_extra=body_schema(PointsUpsert))
 def upsert_points(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: MetricsDep):
-    """Insert or replace points; all or nothing (a bad row rejects the whole request)."""
+    """Insert or replace points; all or nothing (a bad row rejects the whole request, and so does
+    a payload whose indexed field holds a value of another kind)."""
     body = parse_body(PointsUpsert, raw)
     n = col.upsert(body.ids, as_matrix(body.vectors, col.dim), body.payloads)
     metrics.count_vectors(name, "upsert", n)
@@ -40,6 +42,28 @@ def get_points(body: PointsGet, col: CollectionDep):
     data = [public(p) for p in col.get(body.ids, with_vectors=body.with_vector,
                                        with_payloads=body.with_payload)]
     return PointsPublic(data=data, count=len(data))
+
+
+# Bodies with a filter are parsed by `parse_body`, like the query routes': pydantic's JSON parser
+# bounds the nesting depth (a 422), where json.loads would hand a filter nested thousands deep to
+# the library's recursive parser.
+@router.post("/count", response_model=CountResult, openapi_extra=body_schema(PointsCount))
+def count_points(raw: RawBody, col: CollectionDep):
+    """How many live points pass `filter` (every live point without one)."""
+    body = parse_body(PointsCount, raw)
+    return CountResult(count=col.count_matching(as_filter(body.filter)))
+
+
+@router.post("/scroll", response_model=ScrollPage, openapi_extra=body_schema(PointsScroll))
+def scroll_points(raw: RawBody, col: CollectionDep):
+    """The live points that pass `filter`, in id order, `limit` at a time: start without a
+    `cursor`, then send each page's `next_cursor` until it is null. A point that stays put
+    while you page comes back exactly once."""
+    body = parse_body(PointsScroll, raw)
+    points, next_cursor = col.scroll(as_filter(body.filter), limit=body.limit, cursor=body.cursor,
+                                     with_vectors=body.with_vector, with_payloads=body.with_payload)
+    data = [public(p) for p in points]
+    return ScrollPage(data=data, count=len(data), next_cursor=next_cursor)
 
 
 @router.get("/{point_id}", response_model=PointPublic)

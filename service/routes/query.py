@@ -21,14 +21,15 @@ router = APIRouter(prefix="/collections/{name}", tags=["query"])
 
 @router.post("/query", response_model=QueryResult, openapi_extra=body_schema(Query, name_param=True))
 async def query(request: Request):
-    """The `k` nearest points to `vector`, best first, with payloads (and vectors if asked)."""
+    """The `k` nearest points to `vector` that pass `filter` (if any), best first, with payloads
+    (and vectors if asked), how many were found and how the search ran."""
     name, col = request_collection(request)
     return await search_in_pool(request, _query, name, col, await request.body(), request.app.state.metrics)
 
 
 @router.post("/query/batch", response_model=BatchResult, openapi_extra=body_schema(QueryBatch, name_param=True))
 async def query_batch(request: Request):
-    """One search call for many vectors; `results[i]` answers `vectors[i]`."""
+    """One search call for many vectors, one `filter` for all; `results[i]` answers `vectors[i]`."""
     name, col = request_collection(request)
     return await search_in_pool(request, _query_batch, name, col, await request.body(), request.app.state.metrics)
 
@@ -36,7 +37,8 @@ async def query_batch(request: Request):
 def _query(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response:
     start = time.perf_counter()
     body = parse_body(Query, raw)
-    found = col.query(as_matrix([body.vector], col.dim, "vector"), body.k, **search_kwargs(body.params))
+    found = col.query(as_matrix([body.vector], col.dim, "vector"), body.k,
+                      **search_kwargs(body.params, body.filter))
     out = hits(found, 0, with_payload=body.with_payload, with_vector=body.with_vector)
     metrics.count_vectors(name, "query", 1)
     return json_response(QueryResult(**out, took_ms=(time.perf_counter() - start) * 1e3))
@@ -45,7 +47,7 @@ def _query(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response
 def _query_batch(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response:
     start = time.perf_counter()
     body = parse_body(QueryBatch, raw)
-    found = col.query(as_matrix(body.vectors, col.dim), body.k, **search_kwargs(body.params))
+    found = col.query(as_matrix(body.vectors, col.dim), body.k, **search_kwargs(body.params, body.filter))
     results = [hits(found, qi, with_payload=body.with_payload, with_vector=body.with_vector)
                for qi in range(len(found.ids))]
     metrics.count_vectors(name, "query", len(results))

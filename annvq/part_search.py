@@ -1,0 +1,79 @@
+"""How one part of a snapshot is searched for a plan, and which strategy ran.
+
+* ``ivf``: the model's scan over the part's encoded lists, with the bitset of the allowed rows
+  (live, and passing the filter) inside the kernel.
+* ``flat``: a filter leaves fewer rows than an unfiltered probe of ``nprobe`` lists would read
+  (``allowed <= rows * nprobe / nlist``): those rows are scanned exhaustively, over their raw
+  vectors when stored (exact distances), else over every list of codes with the bitset. Below
+  that selectivity IVF would need more lists than the part holds matches to find k of them.
+* ``exact``: brute force over raw vectors (the buffer, untrained segments, ``exact=True``).
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from .errors import InvalidParameterError
+from .filters import Bool
+from .index import Index
+from .kernels.config import readonly
+from .kernels.driver import WORST
+from .kernels.flat import ivf_flat_scan, rows_flat_scan
+from .plan import QueryCache, SearchPlan
+from .segments import Part
+from .threads import at_most
+
+#: the allowed rows are scanned by their row numbers when at most this fraction of the part
+FEW_ROWS = 0.25
+
+
+def _knn(plan: SearchPlan, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's BLAS brute force as (raw scores, rows)."""
+    l2 = plan.metric == "l2"
+    D, I = faiss.knn(plan.queries, vectors, plan.k, metric=faiss.METRIC_L2 if l2 else faiss.METRIC_INNER_PRODUCT)
+    return np.where(I < 0, WORST, D if l2 else -D).astype(np.float32), I.astype(np.int64)
+
+
+def exact_scan(plan: SearchPlan, vectors: np.ndarray, part: Part, pred: Bool | None, allowed: np.ndarray,
+               count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force (raw scores, rows) over the raw vectors of the ``count`` rows of ``part`` the
+    bitset ``allowed`` lets through (every row when it is empty): faiss's BLAS knn over all rows,
+    a scan of the few allowed rows by number, else the flat kernel over one list that skips the
+    others."""
+    if not len(allowed):
+        return _knn(plan, vectors)
+    if count <= FEW_ROWS * len(vectors):
+        rows = part.allowed_rows(pred)
+        with at_most(plan.nq):
+            return rows_flat_scan(plan.queries, readonly(rows), readonly(vectors), plan.metric == "l2", plan.k)
+    l2 = plan.metric == "l2"
+    norms = np.einsum("ij,ij->i", vectors, vectors) if l2 else np.zeros(0, np.float32)
+    one_list = np.zeros((plan.nq, 1), np.int64)
+    return ivf_flat_scan(plan.queries, one_list, readonly(np.array([0, len(vectors)], np.int64)), readonly(vectors),
+                         readonly(norms), np.float32(-2.0 if l2 else -1.0), allowed, plan.k)
+
+
+def scan_part(model: Index | None, part: Part, plan: SearchPlan, pred: Bool | None, allowed: np.ndarray,
+              count: int, *, exact: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    """(raw scores, rows, strategy) of the best of the ``count`` rows of ``part`` that are live
+    and pass ``pred``, whose bitset is ``allowed`` (module docstring)."""
+    seg = part.segment
+    if seg.lists is not None and not exact:
+        if pred is not None and count <= seg.rows * plan.nprobe / model.nlist:
+            if seg.vectors is not None:
+                return (*exact_scan(plan, seg.vectors, part, pred, allowed, count), "flat")
+            every = plan._replace(nprobe=model.nlist, cache=QueryCache())
+            return (*model.scan(every, seg.lists, allowed), "flat")
+        return (*model.scan(plan, seg.lists, allowed), "ivf")
+    if seg.vectors is None:
+        raise InvalidParameterError(
+            "exact=True needs the raw vectors: create the collection with store_vectors=True.")
+    return (*exact_scan(plan, seg.vectors, part, pred, allowed, count), "exact")
+
+
+def warmup() -> None:
+    """Compile (or load from numba's cache) the exact kernels, so no first query pays for it."""
+    Q = readonly(np.zeros((1, 4), np.float32))
+    for l2 in (True, False):
+        rows_flat_scan(Q, readonly(np.zeros(1, np.int64)), Q, l2, 1)

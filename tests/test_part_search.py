@@ -1,0 +1,69 @@
+"""How a part is searched: the scan of a few rows by number against a float64 reference, and the
+planner's choice between IVF with a bitset and an exhaustive scan of the rows a filter allows."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from annvq import Index
+from annvq.filters import parse_filter
+from annvq.kernels.config import readonly
+from annvq.kernels.flat import rows_flat_scan
+from annvq.part_search import scan_part
+from annvq.segments import Part, Segment
+from naive import clustered
+
+DIM = 24
+
+
+@pytest.mark.parametrize("l2", [True, False])
+def test_rows_flat_scan_equals_float64_reference(l2):
+    rng = np.random.default_rng(3)
+    X, Q = clustered(500, DIM, seed=3), clustered(7, DIM, seed=4)
+    rows = np.sort(rng.choice(len(X), 60, replace=False))
+    scores, found = rows_flat_scan(readonly(Q), readonly(rows), readonly(X), l2, 10)
+    X64, Q64 = X[rows].astype(np.float64), Q.astype(np.float64)
+    ref = ((Q64[:, None] - X64[None]) ** 2).sum(-1) if l2 else -(Q64 @ X64.T)
+    order = np.argsort(ref, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(found, rows[order])
+    np.testing.assert_allclose(scores, np.take_along_axis(ref, order, 1), rtol=1e-4, atol=1e-3)
+
+
+def test_rows_flat_scan_pads_when_fewer_rows_than_k():
+    X = clustered(50, DIM, seed=5)
+    scores, found = rows_flat_scan(readonly(X[:2]), readonly(np.array([4, 9])), readonly(X), True, 5)
+    assert (found[:, :2] >= 0).all() and (found[:, 2:] == -1).all()
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["raw", "codes"])
+def encoded(request):
+    """A trained IVF16,SAQ4 model (raw vectors kept or not) and one encoded part whose payload
+    field n = row id % 100."""
+    X = clustered(3200, DIM, seed=6)
+    ids = np.arange(len(X))
+    model = Index(DIM, "IVF16,SAQ4", store_vectors=request.param).train(X)
+    texts = pa.array([f'{{"n":{i % 100}}}' for i in ids], pa.large_string())
+    seg = Segment.encoded(model.encode_lists(X, ids), ids, texts, {"n": "integer"})
+    return model, Part(seg), X
+
+
+@pytest.mark.parametrize("lt, nprobe, strategy", [(1, 2, "flat"), (50, 2, "ivf"), (50, 16, "flat")])
+def test_planner_picks_flat_below_an_unfiltered_probe(encoded, lt, nprobe, strategy):
+    """Flat when the allowed rows are no more than nprobe lists hold on average, else IVF; either
+    way only allowed rows come back. Flat is exact over raw vectors; over codes it reads every
+    list, so it finds what an exhaustive scan of the estimates finds (most of the exact top k)."""
+    model, part, X = encoded
+    pred = parse_filter({"must": {"key": "n", "range": {"lt": lt}}}, {"n": "integer"})
+    bits, count = part.allowed(pred)
+    assert count == 32 * lt
+    plan = model.plan(X[:5] + 0.01, 10, nprobe=nprobe)
+    scores, rows, ran = scan_part(model, part, plan, pred, bits, count, exact=False)
+    assert ran == strategy
+    ids = part.segment.ids[rows]
+    assert ((ids % 100) < lt).all()
+    if strategy == "flat":
+        keep = np.flatnonzero(np.arange(len(X)) % 100 < lt)
+        ref = ((plan.queries[:, None] - X[keep][None]) ** 2).sum(-1)
+        exact = keep[np.argsort(ref, 1)[:, :10]]
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])
+        assert overlap == 1.0 if part.segment.vectors is not None else overlap >= 0.8
