@@ -12,6 +12,7 @@ distance +inf (l2) or -inf (ip, cosine).
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -171,15 +172,22 @@ class Index:
                          default_rerank=DEFAULT_RERANK if self.spec.rerank else 0,
                          store_vectors=self.store_vectors)
 
-    def scan(self, plan: SearchPlan, lists: InvertedLists | None = None,
-             live: np.ndarray = ALL_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    def scan(self, plan: SearchPlan, lists: InvertedLists | None = None, live: np.ndarray = ALL_ROWS,
+             keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(raw scores (nq, k) ascending, row positions (nq, k); -1 where none) of the plan over
         ``lists`` (a collection's segment; default this index's own), returning only rows in
-        the ``live`` bitset (`kernels.driver`)."""
+        the ``live`` bitset (`kernels.driver`). ``keep`` (a bool per list) names the lists that
+        hold such rows: then the nprobe nearest of those are read (`ivf.Probe`)."""
         self._check_trained("search")
         lists = self.lists if lists is None else lists  # one snapshot for the whole call
+        probe = self._probe(plan.nprobe)
+        if keep is not None:
+            # the nprobe nearest kept lists are expected among the nprobe / (kept fraction)
+            # nearest of all; twice that leaves room for the spread between queries
+            wide = min(self.nlist, -(-2 * plan.nprobe * self.nlist // max(int(keep.sum()), 1)))
+            probe = replace(self._probe(wide), keep=keep, budget=plan.nprobe)
         with at_most(plan.nq):
-            scores, rows = self.codec.search(plan, self.centroids_, lists, self._probe(plan.nprobe),
+            scores, rows = self.codec.search(plan, self.centroids_, lists, probe,
                                              plan.k * max(plan.rerank, 1), live)
             if plan.rerank:
                 alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)

@@ -51,20 +51,40 @@ def nearest_lists(X: np.ndarray, centroids: np.ndarray, metric: str, n: int, *,
 @dataclass(frozen=True)
 class Probe:
     """Which lists a scan reads: the n nearest centroids of each query. A codec that holds the
-    centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`); a search
-    plan remembers the answer for the segments that share the model (`SearchPlan.lists`)."""
+    centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`) and passes
+    them through `restrict`; a search plan remembers the answer under `key` for the segments that
+    share the model (`SearchPlan.lists`).
+
+    With ``keep`` (a bool per list: the lists holding rows a filter allows), the probe reads the
+    ``budget`` nearest kept lists among the n nearest, so a filter's nprobe is not spent on lists
+    it leaves empty."""
 
     centroids: np.ndarray  # read-only
     metric: str
     n: int
     index: faiss.Index | None = None  # the coarse index over `centroids`; None: built per call
+    keep: np.ndarray | None = None
+    budget: int = 0
+
+    @property
+    def key(self) -> tuple:
+        return (self.n,) if self.keep is None else (self.n, self.budget, self.keep.tobytes())
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if len(self.centroids) == 1:
             return np.zeros((len(X), 1), np.int64)
         if len(X) <= SMALL_ROWS:  # a few queries: numba on this thread, no faiss call or BLAS team
-            return nearest_rows(readonly(X), self.centroids, self.n, self.metric == "l2")
-        return nearest_lists(X, self.centroids, self.metric, self.n, index=self.index)
+            return self.restrict(nearest_rows(readonly(X), self.centroids, self.n, self.metric == "l2"))
+        return self.restrict(nearest_lists(X, self.centroids, self.metric, self.n, index=self.index))
+
+    def restrict(self, lists: np.ndarray) -> np.ndarray:
+        """Each row's first ``budget`` lists that ``keep`` allows, in order, -1 where there are
+        fewer (the scans skip -1); the lists unchanged without ``keep``."""
+        if self.keep is None:
+            return lists
+        ok = self.keep[np.maximum(lists, 0)] & (lists >= 0)
+        order = np.argsort(~ok, axis=1, kind="stable")[:, :self.budget]
+        return np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(lists, order, 1), -1)
 
 
 @dataclass(frozen=True)

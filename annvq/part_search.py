@@ -65,7 +65,8 @@ def scan_part(model: Index | None, part: Part, plan: SearchPlan, pred: Bool | No
                 return (*exact_scan(plan, seg.vectors, part, pred, allowed, count), "flat")
             every = plan._replace(nprobe=model.nlist, cache=QueryCache())
             return (*model.scan(every, seg.lists, allowed), "flat")
-        return (*model.scan(plan, seg.lists, allowed), "ivf")
+        keep = None if pred is None else seg.matching(pred).lists
+        return (*model.scan(plan, seg.lists, allowed, keep), "ivf")
     if seg.vectors is None:
         raise InvalidParameterError(
             "exact=True needs the raw vectors: create the collection with store_vectors=True.")

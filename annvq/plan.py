@@ -52,7 +52,7 @@ class SearchPlan(NamedTuple):
 
     def lists(self, probe) -> np.ndarray:
         """The lists ``probe`` (an `ivf.Probe`) names for the queries, found once per search."""
-        return self.cache.get(("lists", probe.n), lambda: probe(self.queries))
+        return self.cache.get(("lists", probe.key), lambda: probe(self.queries))
 
     def report(self, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Reported distances from raw scores: Euclidean distance (l2), or the inner product /

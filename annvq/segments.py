@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +21,15 @@ from .kernels.driver import ALL_ROWS, row_bitset
 
 #: filters whose row bitsets a segment remembers (a repeated filter is evaluated once)
 FILTER_CACHE = 64
+
+
+class Matches(NamedTuple):
+    """The rows of a segment that pass a filter: their bitset, their row numbers, and which IVF
+    lists hold any (a bool per list; None when every list does, or for raw rows)."""
+
+    bits: np.ndarray
+    rows: np.ndarray
+    lists: np.ndarray | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,13 +82,18 @@ class Segment:
         return Segment(self.ids, self.id_order, self.vectors, self.lists, self.payloads, self.name,
                        columns, columns_file)
 
-    def matching(self, pred: Bool) -> tuple[np.ndarray, np.ndarray]:
-        """(row bitset, row numbers) of the rows that pass ``pred``, remembered for the last
-        FILTER_CACHE filters: the segment is immutable, so a repeated filter costs a dict lookup."""
+    def matching(self, pred: Bool) -> Matches:
+        """The rows that pass ``pred``, remembered for the last FILTER_CACHE filters: the segment
+        is immutable, so a repeated filter costs a dict lookup."""
         found = self._matches.get(pred)
         if found is None:
             mask = pred.mask(self.columns, self.ids)
-            found = row_bitset(mask), np.flatnonzero(mask)
+            keep = None
+            if self.lists is not None:
+                before = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+                keep = np.diff(before[self.lists.offsets]) > 0
+                keep = None if keep.all() else keep
+            found = Matches(row_bitset(mask), np.flatnonzero(mask), keep)
             with self._matches_lock:
                 if len(self._matches) >= FILTER_CACHE:
                     self._matches.pop(next(iter(self._matches)))
@@ -145,7 +159,7 @@ class Part:
         bitset is empty when every row is allowed, as the scans read it."""
         if pred is None:
             return self.live_bits, self.live
-        bits = self.segment.matching(pred)[0]
+        bits = self.segment.matching(pred).bits
         if len(self.live_bits):
             bits = bits & self.live_bits
         return bits, int(np.bitwise_count(bits).sum())
@@ -154,7 +168,7 @@ class Part:
         """The row numbers of the live rows that pass ``pred``, ascending."""
         if pred is None:
             return self.live_rows()
-        rows = self.segment.matching(pred)[1]
+        rows = self.segment.matching(pred).rows
         return rows if self.deleted is None else rows[~self.deleted[rows]]
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from annvq import Index
 from annvq.filters import parse_filter
+from annvq.ivf import Probe
 from annvq.kernels.config import readonly
 from annvq.kernels.flat import rows_flat_scan
 from annvq.part_search import scan_part
@@ -67,3 +68,17 @@ def test_planner_picks_flat_below_an_unfiltered_probe(encoded, lt, nprobe, strat
         exact = keep[np.argsort(ref, 1)[:, :10]]
         overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])
         assert overlap == 1.0 if part.segment.vectors is not None else overlap >= 0.8
+
+
+@pytest.mark.parametrize("nq", [1, 40])  # numba probe for a few queries, faiss for batches
+def test_probe_reads_the_nearest_lists_a_filter_keeps(nq):
+    """With ``keep``, the probe returns each query's ``budget`` nearest kept lists in order, -1
+    padded when the n nearest hold fewer."""
+    C, X = clustered(64, DIM, seed=8), clustered(nq, DIM, seed=9)
+    keep = np.random.default_rng(10).random(64) < 0.3
+    ranked = Probe(readonly(C), "l2", 64)(X)
+    got = Probe(readonly(C), "l2", 64, keep=keep, budget=5)(X)
+    np.testing.assert_array_equal(got, [[lst for lst in row if keep[lst]][:5] for row in ranked])
+    few = Probe(readonly(C), "l2", 8, keep=keep, budget=5)(X)
+    expected = [[lst for lst in row[:8] if keep[lst]][:5] for row in ranked]
+    np.testing.assert_array_equal(few, [row + [-1] * (5 - len(row)) for row in expected])

@@ -241,14 +241,15 @@ class SAQCodec(Codec):
     def search(self, plan, centroids, lists, probe, k, live):
         self._check_trained("search")
         CW = self._rotated_centroids(centroids)
-        QW, msig, probes = plan.cache.get(("saq", probe.n), lambda: self._prepare(plan, CW, probe))
+        QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
+        probes = plan.cache.get(("saq lists", probe.key), lambda: self._probe(plan, probe, QW, CW))
         return saq_scan(QW, CW, msig, probes, *self._packed(lists), *self._scan_layout, bool(plan.params["prune"]),
                         live, k)
 
-    def _prepare(self, plan, CW, probe):
-        """What a search needs of the queries alone: rotated, their variance bounds, their lists."""
+    def _prepare(self, plan):
+        """What a search needs of the queries alone: rotated, and their variance bounds."""
         QW = readonly(np.ascontiguousarray(self.rotate(plan.queries)))
-        return QW, self.variance_bounds(QW, float(plan.params["m"])), self._probe(plan, probe, QW, CW)
+        return QW, self.variance_bounds(QW, float(plan.params["m"]))
 
     def _probe(self, plan, probe, QW, CW):
         """The lists to scan. For a few L2 queries they are found in the codec's PCA basis, which
@@ -256,7 +257,7 @@ class SAQCodec(Codec):
         64-128 of the dimensions (13-16% of the centroids read on fashion-mnist); batches use
         BLAS through the probe."""
         if probe.metric == "l2" and self.mean_ is not None and plan.nq <= SMALL_ROWS:
-            return nearest_rows_pruned(QW, CW, probe.n)
+            return probe.restrict(nearest_rows_pruned(QW, CW, probe.n))
         return plan.lists(probe)
 
     # --- persistence -----------------------------------------------------------------------
