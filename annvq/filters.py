@@ -26,6 +26,7 @@ checks keys, types and fields against the collection's indexes; evaluation
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -76,13 +77,55 @@ class Range:
 
     def mask(self, columns: Mapping[str, pa.Array], ids: np.ndarray) -> np.ndarray:
         column = columns[self.field]
-        hit = pc.is_valid(column)
-        for bound, compare in (("gt", pc.greater), ("gte", pc.greater_equal), ("lt", pc.less),
-                               ("lte", pc.less_equal)):
-            value = getattr(self, bound)
-            if value is not None:
-                hit = pc.and_(hit, compare(column, pa.scalar(value)))
+        bounds = [(op, getattr(self, op)) for op in ("gt", "gte", "lt", "lte") if getattr(self, op) is not None]
+        if pa.types.is_integer(column.type):
+            lo, hi = _integer_interval(bounds)
+            if lo > hi:
+                return np.zeros(len(ids), bool)
+            hit = pc.and_(pc.greater_equal(column, pa.scalar(lo, pa.int64())),
+                          pc.less_equal(column, pa.scalar(hi, pa.int64())))
+        else:
+            hit = pc.is_valid(column)
+            for op, value in bounds:
+                op, value = _float_bound(op, value)
+                hit = pc.and_(hit, _COMPARE[op](column, pa.scalar(value, pa.float64())))
         return _bools(hit)
+
+
+_COMPARE = {"gt": pc.greater, "gte": pc.greater_equal, "lt": pc.less, "lte": pc.less_equal}
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+
+
+def _integer_interval(bounds) -> tuple[int, int]:
+    """[lo, hi]: the integers that satisfy every (op, bound), int or float, computed exactly (an
+    int64 column compared with a float bound would be cast to float64, losing values past 2**53)."""
+    lo, hi = INT64_MIN, INT64_MAX
+    for op, x in bounds:
+        if isinstance(x, float) and math.isinf(x):  # +inf: nothing above, everything below; -inf the reverse
+            x = INT64_MAX + 1 if x > 0 else INT64_MIN - 1
+        if op == "gt":
+            lo = max(lo, math.floor(x) + 1)
+        elif op == "gte":
+            lo = max(lo, math.ceil(x))
+        elif op == "lt":
+            hi = min(hi, math.ceil(x) - 1)
+        else:
+            hi = min(hi, math.floor(x))
+    return lo, hi
+
+
+def _float_bound(op: str, x) -> tuple[str, float]:
+    """The comparison of a float64 value with the number x, as a comparison with a float: exact
+    when x is a float; an int that no float equals lies between two adjacent floats, so "> x" is
+    ">= the float above" and "< x" is "<= the float below"."""
+    try:
+        f = float(x)
+    except OverflowError:  # an int beyond every float: compare with the infinity on its side
+        f = math.inf if x > 0 else -math.inf
+    if f == x:
+        return op, f
+    below, above = (float(np.nextafter(f, -np.inf)), f) if f > x else (f, float(np.nextafter(f, np.inf)))
+    return ("gte", above) if op in ("gt", "gte") else ("lte", below)
 
 
 @dataclass(frozen=True)
@@ -154,6 +197,7 @@ def _value(value, kind: str, field: str, where: str):
 
 
 def _number(value, where: str) -> float | int:
+    """A range bound: any int, or a float other than NaN (infinities bound nothing or everything)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise _fail(where, f"range bounds must be numbers; got {value!r}.")
     return value
