@@ -17,7 +17,8 @@ from ..index import Index
 from ..segments import Part, Segment, State
 from . import arrow, manifest
 
-#: files at most this large are checksummed on open too (manifest, model, tombstones)
+#: files at most this large are checksummed on open too (manifest, model, tombstones, payload
+#: index columns)
 HASH_ON_OPEN = 64 << 20
 
 
@@ -177,7 +178,8 @@ def state_of(directory: str, body: dict) -> State:
     damaged file."""
     files = body["files"]
     manifest.check_sizes(directory, files)
-    for name in [body["model"], body["tombstones"]]:
+    fields = [e["fields"] for e in body["segments"] if "fields" in e]
+    for name in [body["model"], body["tombstones"], *fields]:
         small = name and files[name]["size"] <= HASH_ON_OPEN
         if small and manifest.sha256_file(os.path.join(directory, name)) != files[name]["sha256"]:
             raise CorruptFileError(
