@@ -480,9 +480,10 @@ class Collection:
 
         Encoded segments are scanned through the model (nprobe, rerank, codec params); the
         buffer, raw segments and ``exact=True`` are brute force over raw vectors. Deleted rows
-        and rows failing the filter are skipped inside the scans. With a filter, a query that
-        found fewer than k (or fewer than every matching point) is searched again with nprobe
-        doubled until it has them or every list was read, so k points come back whenever k match.
+        and rows failing the filter are skipped inside the scans. With a filter, nprobe starts
+        where the probed lists are expected to hold k matching rows, and a query that found fewer
+        than k (or fewer than every matching point) is searched again with nprobe doubled until it
+        has them or every list was read, so k points come back whenever k match.
         """
         state = self._check_open()
         planner = state.model or self._blank
@@ -490,8 +491,11 @@ class Collection:
         pred = self._predicate(filter)
         allowed = [(part, *part.allowed(pred)) for part in state.parts]
         allowed = [a for a in allowed if a[2]]
+        filtered_ivf = pred is not None and state.model is not None and not exact
+        if filtered_ivf:
+            plan = plan._replace(nprobe=self._nprobe_for_k(state.model, plan, pred, allowed))
         hits, strategies = self._search(state, plan, pred, allowed, exact)
-        if pred is not None and state.model is not None and not exact:
+        if filtered_ivf:
             want = min(plan.k, sum(n for _, _, n in allowed))
             short = np.flatnonzero(hits.found < want)
             nprobe, nlist = plan.nprobe, state.model.nlist
@@ -503,6 +507,17 @@ class Collection:
                 strategies += [s for s in more_strategies if s not in strategies]
                 short = short[more.found < want]
         return replace(hits, strategy="+".join(strategies) or "none")
+
+    @staticmethod
+    def _nprobe_for_k(model: Index, plan: SearchPlan, pred: Bool, allowed: list) -> int:
+        """The plan's nprobe, raised to where the probed lists are expected to hold k allowed rows:
+        each probed list holds on average count / (lists holding any) allowed rows of each
+        encoded segment. Starting there beats finding too few and searching again."""
+        per_list = sum(count / (model.nlist if (keep := part.segment.matching(pred).lists) is None else keep.sum())
+                       for part, _, count in allowed if part.segment.lists is not None)
+        if not per_list:
+            return plan.nprobe
+        return int(min(model.nlist, max(plan.nprobe, np.ceil(plan.k / per_list))))
 
     @staticmethod
     def _search(state: State, plan: SearchPlan, pred: Bool | None, allowed: list, exact: bool) -> tuple[Hits, list[str]]:

@@ -21,11 +21,14 @@ from .kernels.driver import ALL_ROWS, row_bitset
 
 #: filters whose row bitsets a segment remembers (a repeated filter is evaluated once)
 FILTER_CACHE = 64
+#: a filter leaving rows in at least this fraction of the lists probes as if it left them all:
+#: restricting the probe costs more than the few empty lists it would skip
+KEEP_ALL = 0.9
 
 
 class Matches(NamedTuple):
     """The rows of a segment that pass a filter: their bitset, their row numbers, and which IVF
-    lists hold any (a bool per list; None when every list does, or for raw rows)."""
+    lists hold any (a bool per list; None when nearly every list does, or for raw rows)."""
 
     bits: np.ndarray
     rows: np.ndarray
@@ -92,7 +95,7 @@ class Segment:
             if self.lists is not None:
                 before = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
                 keep = np.diff(before[self.lists.offsets]) > 0
-                keep = None if keep.all() else keep
+                keep = None if keep.sum() >= KEEP_ALL * len(keep) else keep
             found = Matches(row_bitset(mask), np.flatnonzero(mask), keep)
             with self._matches_lock:
                 if len(self._matches) >= FILTER_CACHE:

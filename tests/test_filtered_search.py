@@ -382,8 +382,10 @@ def test_k_results_whenever_k_match_by_raising_nprobe(tmp_path, spec):
     hits = m.col.query(Q, 30, nprobe=1, filter=flt)
     assert (hits.found == 30).all()
     assert_only_matching(m, hits, flt)
-    assert set(hits.nprobe.tolist()) <= {1, 2, 4, 8, 16} and hits.nprobe.max() > 1
-    assert hits.strategy.split("+")[0] == "ivf"
+    # nprobe starts where ~30 matches are expected (about 3 lists), doubling for queries short of k
+    assert (hits.nprobe >= 3).all() and hits.nprobe.max() <= NLIST
+    # (with ~160 matches in 1600 rows, three lists would read more rows than match: flat)
+    assert hits.strategy == "flat"
     # the matching points lie only in lists far from the query (none among its four nearest,
     # read from the segment's own lists and centroids, whatever k-means made of the data):
     # still k of them come back, by IVF
@@ -396,12 +398,12 @@ def test_k_results_whenever_k_match_by_raising_nprobe(tmp_path, spec):
     hits = m.col.query(Q[:1], 10, nprobe=1, filter=far)
     assert hits.found[0] == 10 and 1 <= hits.nprobe[0] <= NLIST and hits.strategy.startswith("ivf")
     assert_only_matching(m, hits, far)
-    # 150 points spread over every list, k=150: one list holds a few; at nprobe 2 two lists
-    # would read more rows than match, so the matching rows are scanned exhaustively instead
+    # 150 points spread over every list, k=150: one list holds a few, so nprobe starts at every
+    # list, which would read more rows than match: the matching rows are scanned exhaustively
     # (over raw vectors: the exact answer, every one of them in order)
     spread = {"must": [{"has_id": pid(np.arange(0, 1500, 10)).tolist()}]}
     hits = m.col.query(Q[:3], 150, nprobe=1, filter=spread)
-    assert (hits.found == 150).all() and (hits.nprobe == 2).all() and hits.strategy == "ivf+flat"
+    assert (hits.found == 150).all() and (hits.nprobe == NLIST).all() and hits.strategy == "flat"
     np.testing.assert_array_equal(hits.ids, m.knn(Q[:3], 150, spread)[0])
     # fewer than k match: all of them (nprobe raised until every matching row was read), then padding
     hits = m.col.query(Q[:5], n_match + 25, nprobe=1, filter=flt)
