@@ -47,6 +47,11 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
     "test": ("t10k-images-idx3-ubyte.gz", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
 }
+#: the same for the class labels (idx1 files, one byte 0-9 per image, in the images' order)
+FASHION_MNIST_LABELS = {
+    "train": ("train-labels-idx1-ubyte.gz", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "test": ("t10k-labels-idx1-ubyte.gz", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
 SYNTHETIC = re.compile(r"synthetic-(\d+)-(\d+)-(euclidean|angular)")
 SYNTHETIC_QUERIES = 10000
 SYNTHETIC_CENTERS = 256
@@ -98,11 +103,17 @@ def _chunks(X: np.ndarray) -> Iterator[np.ndarray]:
         yield X[start:start + TRAIN_CHUNK]
 
 
-def _read_idx_images(path: Path, sha256: str) -> np.ndarray:
-    """An idx3 ubyte image file (magic 0x00000803, big-endian dims) as float32 (n, rows*cols)."""
+def _read_idx(path: Path, sha256: str) -> bytes:
+    """The decompressed bytes of a gzipped idx file, checked against its sha256."""
     raw = gzip.decompress(path.read_bytes())
     if hashlib.sha256(raw).hexdigest() != sha256:
         raise DatasetError(f"{path}: contents differ from the published Fashion-MNIST file (sha256 mismatch).")
+    return raw
+
+
+def _read_idx_images(path: Path, sha256: str) -> np.ndarray:
+    """An idx3 ubyte image file (magic 0x00000803, big-endian dims) as float32 (n, rows*cols)."""
+    raw = _read_idx(path, sha256)
     n, rows, cols = np.frombuffer(raw, dtype=">u4", count=3, offset=4)
     return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(int(n), int(rows * cols)).astype(np.float32)
 
@@ -119,6 +130,22 @@ def _fashion_mnist_paths() -> dict[str, Path]:
                 f"sudo {' '.join(command)}"
             )
     return paths
+
+
+def fashion_mnist_labels(part: str = "train") -> np.ndarray:
+    """The class (0-9) of every Fashion-MNIST image of ``part`` ("train" or "test") as uint8,
+    from Debian's idx1 label file: row i labels row i of the dataset's ``train`` (``test``),
+    which is built from the image file in its order."""
+    fn, sha256 = FASHION_MNIST_LABELS[part]
+    path = FASHION_MNIST_DIR / fn
+    if not path.exists():
+        raise DatasetError(f"{path} not found; install Debian's package with: "
+                           f"sudo apt-get install -y dataset-fashion-mnist")
+    raw = _read_idx(path, sha256)
+    magic, n = np.frombuffer(raw, dtype=">u4", count=2)
+    if magic != 0x801 or len(raw) != 8 + n:
+        raise DatasetError(f"{path}: not an idx1 ubyte label file (magic {magic:#x}, {len(raw) - 8} of {n} labels).")
+    return np.frombuffer(raw, dtype=np.uint8, offset=8).copy()
 
 
 def _fashion_mnist():

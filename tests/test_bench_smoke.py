@@ -209,3 +209,42 @@ def test_annvq_wrapper_passes_codec_params():
     algo.set_query_arguments(4, None, "m=-1")
     with pytest.raises(InvalidParameterError, match="'m'"):
         algo.query(X[0], 1)
+
+
+def test_filtered_bench_returns_k_matching_points_and_reaches_exact_recall(tmp_path, capsys):
+    """bench/filtered.py end to end on random-xs (labels: 10 k-means groups), IVF64: every filter,
+    every index; annvq always returns min(k, matching) points, nobody returns a row failing the
+    filter, and probing every list is exact for the Flat indexes and annvq's flat strategy."""
+    from bench.filtered import CASES, main
+
+    out = tmp_path / "filtered.json"
+    rows = main(["--dataset", DATASET, "--nlist", "64", "--queries", "40", "--nprobe", "2", "8", "64",
+                 "--rounds", "1", "--only", "annvq", "faiss", "--out", str(out), "-q"])
+    assert json.loads(out.read_text()) == rows
+    printed = capsys.readouterr().out
+    assert "| filter | matching | index | nprobe 2 | nprobe 8 | nprobe 64 |" in printed
+    assert "for every query at every nprobe: yes" in printed
+    indexes = {"annvq SAQ4", "annvq Flat", "faiss Flat", "faiss RaBitQ4"}
+    assert {(r["filter"], r["index"]) for r in rows} == {(f, i) for f in {r["filter"] for r in rows} for i in indexes}
+    assert len({r["filter"] for r in rows}) == len(CASES)
+    for r in rows:
+        assert r["violations"] == 0, r
+        if r["index"].startswith("annvq"):
+            assert r["min_found"] == min(10, r["matching"]), r
+            assert r["strategy"] and set(r["strategy"].replace("|", "+").split("+")) <= {"ivf", "flat"}, r
+    for (f, i) in {(r["filter"], r["index"]) for r in rows}:
+        if i != "faiss RaBitQ4":
+            assert max(r["recall"] for r in rows if (r["filter"], r["index"]) == (f, i)) >= 0.99, (f, i)
+    rand1 = [r for r in rows if r["filter"] == "rand < 1" and r["index"] == "annvq SAQ4"]
+    assert rand1[0]["strategy"] == "flat" and rand1[0]["recall"] == 1.0  # ~9 matching rows: scanned exhaustively
+
+
+def test_fashion_mnist_labels_follow_the_train_rows():
+    from bench.datasets import FASHION_MNIST_DIR, FASHION_MNIST_LABELS, fashion_mnist_labels
+
+    if not (FASHION_MNIST_DIR / FASHION_MNIST_LABELS["train"][0]).exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    train, test = fashion_mnist_labels("train"), fashion_mnist_labels("test")
+    assert train.shape == (60000,) and test.shape == (10000,)
+    assert np.bincount(train).tolist() == [6000] * 10 and np.bincount(test).tolist() == [1000] * 10
+    assert train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]  # the published file's first labels
