@@ -29,8 +29,6 @@ from .threads import at_most
 #: fashion-mnist (784-d) a batch of 6,000 gathered rows through BLAS ran as fast as SAQ4's IVF
 #: scan of 3.2x fewer rows, and gave recall 1.0 (docs/benchmarks.md, "Filtered search")
 RAW_FLAT = 3
-#: a few queries read the allowed rows by their numbers when at most this fraction of the part
-FEW_ROWS = 0.25
 #: a batch gathers the allowed rows into a copy of at most this many bytes for BLAS
 GATHER_BYTES = 256 << 20
 
@@ -45,18 +43,16 @@ def _knn(plan: SearchPlan, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def exact_scan(plan: SearchPlan, vectors: np.ndarray, part: Part, pred: Bool | None, allowed: np.ndarray,
                count: int) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force (raw scores, rows) over the raw vectors of the ``count`` rows of ``part`` the
-    bitset ``allowed`` lets through (every row when it is empty). A batch gathers the allowed
-    rows for faiss's BLAS knn (one GEMM beats any row loop); a few queries read the allowed rows in
-    place by number when they are few, else run the flat kernel over one list that skips the
-    others."""
+    bitset ``allowed`` lets through (every row when it is empty). A few queries read the allowed
+    rows in place by number; a batch gathers them for faiss's BLAS knn (one GEMM beats any row
+    loop), or, past GATHER_BYTES, runs the flat kernel over one list that skips the others."""
     if not len(allowed):
         return _knn(plan, vectors)
-    few_queries = plan.nq <= SMALL_ROWS
-    if not few_queries and count * vectors.shape[1] * 4 <= GATHER_BYTES:
+    if plan.nq > SMALL_ROWS and count * vectors.shape[1] * 4 <= GATHER_BYTES:
         rows = part.allowed_rows(pred)
         scores, at = _knn(plan, np.ascontiguousarray(vectors[rows]))
         return scores, np.where(at < 0, -1, rows[np.maximum(at, 0)])
-    if few_queries and count <= FEW_ROWS * len(vectors):
+    if plan.nq <= SMALL_ROWS:
         rows = part.allowed_rows(pred)
         with at_most(plan.nq):
             return rows_flat_scan(plan.queries, readonly(rows), readonly(vectors), plan.metric == "l2", plan.k)

@@ -4,6 +4,7 @@ same time; reports throughput and p50/p99 latency, and the same search called in
 
     python3 -m bench.http_load                      # fashion-mnist, IVF1024,SAQ4, nprobe 16
     python3 -m bench.http_load --url http://127.0.0.1:8000 --collection fmnist --writer
+    python3 -m bench.http_load --ingest            # Arrow vs JSON ingest, batch search vs in-process
 
 Like wrk, the clients are lean, so that what is timed is the server and the loopback, not the
 client library: one keep-alive socket per client thread speaking just enough HTTP/1.1
@@ -300,6 +301,93 @@ def build_fashion_mnist(path: Path, spec: str) -> None:
         col.persist()
 
 
+def ingest_bench(url: str, data_dir: Path, X: np.ndarray, Q: np.ndarray, *, spec: str, batch: int = 5000,
+                 json_batch: int = 1000, nprobe: int = 16, k: int = 10, rounds: int = 5,
+                 quiet: bool = False) -> dict:
+    """Ingest X through `annvq.Client` (Arrow bodies of `batch` rows) and through JSON bodies
+    (`json_batch` rows, encoded before the clock starts, so only the requests are timed) into two
+    new collections of the server at `url` (whose data dir is `data_dir`); time each ingest into
+    the buffer and each persist (which trains), then a batch search of Q: over HTTP with Arrow
+    both ways, with a JSON body and answer, and in-process on the persisted collection (opened
+    read-only beside the server), `rounds` times each, medians."""
+    from annvq import Client, Collection
+
+    out: dict = {"n": len(X), "dim": X.shape[1], "spec": spec, "batch": batch, "json_batch": json_batch}
+    ids = np.arange(len(X))
+    with Client(url, timeout=3600) as client, httpx.Client(base_url=url, timeout=3600) as http:
+        for name in ("ingest_arrow", "ingest_json", "ingest_warm"):
+            with contextlib.suppress(Exception):
+                client.drop_collection(name)
+        warm = client.create_collection("ingest_warm", X.shape[1], spec=spec)  # untimed: first-call costs
+        warm.upsert(ids[:100], X[:100])
+        http.put("/v1/collections/ingest_warm/points", json={"ids": [100], "vectors": X[100:101].tolist()})
+        warm.drop()
+        # Arrow through the client: the clock includes the client's own encoding
+        col = client.create_collection("ingest_arrow", X.shape[1], spec=spec)
+        start = time.perf_counter()
+        col.upsert(ids, X, batch_size=batch)
+        took = time.perf_counter() - start
+        out["arrow"] = {"ingest_s": round(took, 3), "vectors_per_s": round(len(X) / took)}
+        print("Arrow ingest (client):", json.dumps(out["arrow"]), flush=True)
+        # the same with two batches in flight (one body arrives while the server stores the other),
+        # then persisted (the same buffer: one persist is timed per path)
+        client.drop_collection("ingest_arrow")
+        col = client.create_collection("ingest_arrow", X.shape[1], spec=spec)
+        start = time.perf_counter()
+        col.upsert(ids, X, batch_size=batch, workers=2)
+        took = time.perf_counter() - start
+        out["arrow_2_workers"] = {"ingest_s": round(took, 3), "vectors_per_s": round(len(X) / took)}
+        start = time.perf_counter()
+        col.persist()
+        out["arrow_2_workers"]["persist_s"] = round(time.perf_counter() - start, 2)
+        print("Arrow ingest (client, workers=2):", json.dumps(out["arrow_2_workers"]), flush=True)
+        # JSON: bodies encoded first, then only the requests timed
+        client.create_collection("ingest_json", X.shape[1], spec=spec)
+        bodies = [json.dumps({"ids": ids[lo:lo + json_batch].tolist(), "vectors": X[lo:lo + json_batch].tolist()},
+                             separators=(",", ":")).encode() for lo in range(0, len(X), json_batch)]
+        headers = {"content-type": "application/json"}
+        took = 0.0
+        for body in tqdm(bodies, desc="JSON ingest", disable=quiet):
+            start = time.perf_counter()
+            r = http.put("/v1/collections/ingest_json/points", content=body, headers=headers)
+            took += time.perf_counter() - start
+            r.raise_for_status()
+        del bodies
+        out["json"] = {"ingest_s": round(took, 3), "vectors_per_s": round(len(X) / took)}
+        start = time.perf_counter()
+        http.post("/v1/collections/ingest_json/persist").raise_for_status()
+        out["json"]["persist_s"] = round(time.perf_counter() - start, 2)
+        print("JSON ingest (requests only):", json.dumps(out["json"]), flush=True)
+        out["ingest_speedup"] = {key: round(out[key]["vectors_per_s"] / out["json"]["vectors_per_s"], 2)
+                                 for key in ("arrow", "arrow_2_workers")}
+        # batch search: the same queries over HTTP (Arrow, then JSON) and in-process
+        json_body = json.dumps({"vectors": Q.tolist(), "k": k, "params": {"nprobe": nprobe}, "with_payload": False},
+                               separators=(",", ":")).encode()
+        with Collection.open(data_dir / "ingest_arrow", read_only=True) as local:
+            times: dict[str, list[float]] = {"inprocess": [], "http_arrow": [], "http_json": []}
+            D0, I0 = local.search(Q, k, nprobe=nprobe)  # warm-up, and the reference answer
+            D1, I1 = col.search(Q, k, nprobe=nprobe)
+            out["same_ids_as_inprocess"] = bool(np.array_equal(I0, I1))
+            http.post("/v1/collections/ingest_arrow/query/batch", content=json_body, headers=headers)
+            for _ in range(rounds):  # interleaved, so a noisy minute hits all three
+                start = time.perf_counter()
+                local.search(Q, k, nprobe=nprobe)
+                times["inprocess"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                col.search(Q, k, nprobe=nprobe)
+                times["http_arrow"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                http.post("/v1/collections/ingest_arrow/query/batch", content=json_body,
+                          headers=headers).raise_for_status()
+                times["http_json"].append(time.perf_counter() - start)
+        search = {key: round(float(np.median(v)) * 1e3, 1) for key, v in times.items()}
+        search["arrow_over_inprocess"] = round(search["http_arrow"] / search["inprocess"], 2)
+        search["json_over_inprocess"] = round(search["http_json"] / search["inprocess"], 2)
+        out["batch_search_ms"] = {"queries": len(Q), "nprobe": nprobe, "k": k, **search}
+        print("batch search (median ms):", json.dumps(out["batch_search_ms"]), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -317,9 +405,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inprocess-queries", type=int, default=500,
                    help="Single-vector searches timed in-process (skipped with --url).")
     p.add_argument("--api-key", default=None)
+    p.add_argument("--ingest", action="store_true",
+                   help="Instead: ingest Fashion-MNIST's 60,000 vectors over HTTP, Arrow (annvq.Client) against "
+                        "JSON, time each persist, and a 1,000-query batch search over HTTP against in-process.")
+    p.add_argument("--ingest-batch", type=int, default=5000, help="Rows per Arrow upsert (--ingest).")
     p.add_argument("--out", type=Path, help="Also write the results as JSON here.")
     p.add_argument("-q", "--quiet", action="store_true", help="No progress bars; only the results.")
     args = p.parse_args(argv)
+    if args.ingest:
+        return main_ingest(args)
 
     from bench.datasets import info
 
@@ -372,6 +466,32 @@ def main(argv: list[str] | None = None) -> None:
                 base: round(results["one_client"]["p50_ms"] - results[base]["p50_ms"], 3)
                 for base in ("inprocess", "inprocess_paced")}
             print("HTTP adds to the p50 (ms):", json.dumps(results["http_adds_ms"]), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+def main_ingest(args) -> None:
+    """``--ingest``: a new server on a fresh ``DATA_DIR/ingest`` (or --url, whose data dir must be
+    --data-dir for the in-process search), `ingest_bench`, results printed (and --out)."""
+    import shutil
+
+    from bench.datasets import load
+    from service.process import serve_in_subprocess, wait_ready
+
+    ds = load("fashion-mnist-784-euclidean", quiet=args.quiet)
+    X, Q = np.ascontiguousarray(ds.train, dtype=np.float32), np.ascontiguousarray(ds.test[:1000], dtype=np.float32)
+    if args.url is None:
+        data_dir = args.data_dir / "ingest"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True)
+        server = serve_in_subprocess(data_dir, "--log-level", "warning", log_path=args.data_dir / "ingest-serve.log")
+    else:
+        data_dir, server = args.data_dir, contextlib.nullcontext(args.url)
+    with server as url:
+        with httpx.Client(base_url=url, timeout=600) as c:
+            wait_ready(c, timeout_s=600)
+        results = ingest_bench(url, data_dir, X, Q, spec=args.spec, batch=args.ingest_batch, nprobe=args.nprobe,
+                               k=args.k, quiet=args.quiet)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from .. import arrow
 from ..convert import as_filter, as_matrix, json_response
 from ..deps import CollectionDep, CollectionName, MetricsDep, RawBody, Writable, body_schema, parse_body
 from ..errors import ApiError
@@ -19,9 +20,16 @@ def public(point) -> PointPublic:
 
 
 @router.put("", response_model=UpsertResult, dependencies=[Writable], openapi_extra=body_schema(PointsUpsert))
-def upsert_points(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: MetricsDep):
+def upsert_points(name: CollectionName, raw: RawBody, col: CollectionDep, metrics: MetricsDep, request: Request):
     """Insert or replace points; all or nothing (a bad row rejects the whole request, and so does
-    a payload whose indexed field holds a value of another kind)."""
+    a payload whose indexed field holds a value of another kind). The body may also be an Arrow
+    IPC stream (``Content-Type: application/vnd.apache.arrow.stream``): columns `id`, `vector`
+    (fixed_size_list<float32>[dim]) and optionally `payload` (JSON text per row, or null)."""
+    if arrow.is_arrow(request.headers.get("content-type")):
+        table = arrow.read_table(raw, arrow.UPSERT_COLUMNS, {"id", "vector"})
+        n = col.upsert(arrow.ids(table), arrow.vectors(table, col.dim), arrow.payloads(table))
+        metrics.count_vectors(name, "upsert", n)
+        return json_response(UpsertResult(upserted=n, count=col.count))
     body = parse_body(PointsUpsert, raw)
     n = col.upsert(body.ids, as_matrix(body.vectors, col.dim), body.payloads)
     metrics.count_vectors(name, "upsert", n)
