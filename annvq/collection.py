@@ -321,8 +321,9 @@ class Collection:
         rows = [p.live_rows() for p in parts]
         ids = np.concatenate([p.segment.ids[r] for p, r in zip(parts, rows)])
         payloads = concat_payloads([(p.segment.payloads, r) for p, r in zip(parts, rows)])
-        if model is None:
-            vectors = np.concatenate([p.segment.vectors[r] for p, r in zip(parts, rows)])
+        if model is None:  # a part without tombstones is concatenated as is, not gathered first
+            vectors = np.concatenate([p.segment.vectors if p.deleted is None else p.segment.vectors[r]
+                                      for p, r in zip(parts, rows)])
             return Segment.raw(ids, vectors, payloads, self.payload_indexes)
         pieces = []
         for part, r in zip(parts, rows):
