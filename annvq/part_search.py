@@ -3,9 +3,9 @@
 * ``ivf``: the model's scan over the part's encoded lists, with the bitset of the allowed rows
   (live, and passing the filter) inside the kernel.
 * ``flat``: a filter leaves few rows, against what a probe of ``nprobe`` lists would read
-  (``reads = rows * nprobe / nlist``): those rows are scanned exhaustively. Over raw vectors when
-  stored (exact distances) up to ``RAW_FLAT * reads`` rows, else over every list of codes with
-  the bitset up to ``reads`` rows.
+  (``reads = rows * nprobe / nlist``): those rows are scanned exhaustively, up to ``reads`` rows
+  (``RAW_FLAT * reads`` for a batch over raw vectors). Over raw vectors when stored (exact
+  distances), else over every list of codes with the bitset.
 * ``exact``: brute force over raw vectors (the buffer, untrained segments, ``exact=True``).
 """
 
@@ -25,9 +25,11 @@ from .plan import QueryCache, SearchPlan
 from .segments import Part
 from .threads import at_most
 
-#: allowed rows scanned exactly over raw vectors, per row an unfiltered probe would read: on
-#: fashion-mnist (784-d) a batch of 6,000 gathered rows through BLAS ran as fast as SAQ4's IVF
-#: scan of 3.2x fewer rows, and gave recall 1.0 (docs/benchmarks.md, "Filtered search")
+#: allowed rows a batch scans exactly over raw vectors, per row an unfiltered probe would read:
+#: on fashion-mnist (784-d) 6,000 gathered rows through BLAS ran as fast as SAQ4's IVF scan of
+#: 3.2x fewer rows, and gave recall 1.0 (docs/benchmarks.md, "Filtered search"). A single query
+#: gets no GEMM: it streams 3 KB of floats per row from memory against ~430 B of SAQ4 code, so
+#: it goes flat only below ``reads``.
 RAW_FLAT = 3
 #: a batch gathers the allowed rows into a copy of at most this many bytes for BLAS
 GATHER_BYTES = 256 << 20
@@ -70,7 +72,8 @@ def scan_part(model: Index | None, part: Part, plan: SearchPlan, pred: Bool | No
     seg = part.segment
     if seg.lists is not None and not exact:
         reads = seg.rows * plan.nprobe / model.nlist
-        if pred is not None and count <= reads * (RAW_FLAT if seg.vectors is not None else 1):
+        batch_raw = seg.vectors is not None and plan.nq > SMALL_ROWS
+        if pred is not None and count <= reads * (RAW_FLAT if batch_raw else 1):
             if seg.vectors is not None:
                 return (*exact_scan(plan, seg.vectors, part, pred, allowed, count), "flat")
             every = plan._replace(nprobe=model.nlist, cache=QueryCache())
