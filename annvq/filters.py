@@ -244,7 +244,7 @@ def _range(cond: dict, schema, where: str) -> Range:
 def _condition(cond, schema, where: str, depth: int) -> Predicate:
     if not isinstance(cond, Mapping):
         raise _fail(where, f"a condition must be an object; got {type(cond).__name__}.")
-    if set(cond) & set(_CLAUSES):
+    if not cond or set(cond) & set(_CLAUSES):  # {} is the empty filter: every point, as in Qdrant
         return _filter(cond, schema, where, depth + 1)
     if "has_id" in cond:
         _check_keys(cond, {"has_id"}, where, "a has_id condition")

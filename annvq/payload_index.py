@@ -82,7 +82,9 @@ def columns(texts: pa.LargeStringArray | None, ids: np.ndarray, schema: Mapping[
         return {field: pa.nulls(n, KINDS[kind]) for field, kind in schema.items()}
     # One newline-delimited JSON document: every row's text and "\n", "{}" where it has no payload.
     empty, newline = pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
-    lines = pc.binary_join_element_wise(pc.fill_null(texts, "{}"), empty, newline)
+    filled = pc.fill_null(texts, "{}")
+    filled = pc.if_else(pc.equal(filled, empty), pa.scalar("{}", pa.large_string()), filled)  # a blank line would be skipped
+    lines = pc.binary_join_element_wise(filled, empty, newline)
     offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset:lines.offset + n + 1]
     body = lines.buffers()[2][offsets[0]:offsets[-1]]
     arrow_schema = pa.schema([(field, KINDS[kind]) for field, kind in schema.items()])

@@ -29,7 +29,7 @@ def _listed(conds):
 
 def _holds(cond, point_id, payload) -> bool:
     """Whether one condition holds for a point (payload a dict, never None)."""
-    if any(clause in cond for clause in CLAUSES):
+    if not cond or any(clause in cond for clause in CLAUSES):  # {}: the empty filter
         return matches(cond, point_id, payload)
     if "has_id" in cond:
         return point_id in cond["has_id"]
@@ -74,6 +74,12 @@ def evaluate(filt, ids, payloads, schema=SCHEMA) -> np.ndarray:
     return pred.mask(columns(encode(payloads), ids, schema), ids)
 
 
+def selected(filt, points) -> tuple[set, set]:
+    """The ids of the (id, payload) points the oracle and the engine each select."""
+    mask = evaluate(filt, [i for i, _ in points], [p for _, p in points])
+    return {i for i, p in points if matches(filt, i, p)}, {i for (i, _), hit in zip(points, mask) if hit}
+
+
 def refusal(filt, schema=SCHEMA) -> str:
     """The message of the InvalidFilterError a filter is refused with."""
     with pytest.raises(InvalidFilterError) as info:
@@ -93,7 +99,8 @@ def _mostly(pool, wide):
     return _pick(*[st.sampled_from(pool)] * 4, wide)
 
 
-TAGS = _mostly(["a", "b", "é\U0001F600", "", "a\nb\x00"], st.text(st.characters(blacklist_categories=("Cs",)), max_size=4))
+TAGS = _mostly(["a", "b", "é\U0001F600", "", "a\nb\x00"],
+               st.text(st.characters(blacklist_categories=("Cs",)), max_size=4))
 INTS = _mostly([0, 1, 2**53 + 1, INT64_MAX, INT64_MIN], st.integers(INT64_MIN, INT64_MAX))
 FLOATS = _mostly([0.0, -0.0, 0.5, 3, float(2**53), 1e300],
                  st.floats(allow_nan=False, allow_infinity=False) | st.integers(-2**53, 2**53))
@@ -246,11 +253,7 @@ EXAMPLES = [
 ])
 def test_each_condition_as_must(cond, expected):
     """One condition under ``must`` (single-condition form) selects the expected points."""
-    ids = [i for i, _ in EXAMPLES]
-    payloads = [p for _, p in EXAMPLES]
-    filt = {"must": cond}
-    assert {i for i, p in EXAMPLES if matches(filt, i, p)} == expected
-    assert set(np.flatnonzero(evaluate(filt, ids, payloads)).tolist()) == expected
+    assert selected({"must": cond}, EXAMPLES) == (expected, expected)
 
 
 @pytest.mark.parametrize("filt, expected", [
@@ -261,13 +264,12 @@ def test_each_condition_as_must(cond, expected):
     ({"must": {"must_not": {"should": [{"has_id": [0]}, {"is_empty": {"key": "n"}}]}}}, {1, 2, 3, 5}),
     ({"should": [], "must": [], "must_not": []}, set(range(7))),
     ({}, set(range(7))),
+    ({"must": [{}]}, set(range(7))),  # an empty nested filter is every point, as in Qdrant
+    ({"must_not": [{}]}, set()),
 ])
 def test_clauses_combine(filt, expected):
     """must, should and must_not combine as documented; an empty filter selects every point."""
-    ids = [i for i, _ in EXAMPLES]
-    payloads = [p for _, p in EXAMPLES]
-    assert set(np.flatnonzero(evaluate(filt, ids, payloads)).tolist()) == expected
-    assert {i for i, p in EXAMPLES if matches(filt, i, p)} == expected
+    assert selected(filt, EXAMPLES) == (expected, expected)
 
 
 def test_empty_filters_parse_to_none():
@@ -284,14 +286,13 @@ def test_filter_as_json_text_or_bytes():
     assert parse_filter(json.dumps(filt).encode(), SCHEMA) == parse_filter(filt, SCHEMA)
 
 
-def test_columns_with_no_payloads_make_every_condition_but_is_empty_fail():
-    """With texts=None every field is empty: is_empty holds, everything else fails."""
+def test_no_payloads_fail_every_field_condition_but_is_empty():
+    """With texts=None every field is empty: is_empty and has_id hold, field conditions fail."""
     ids = np.arange(3, dtype=np.int64)
     cols = columns(None, ids, SCHEMA)
-    assert parse_filter({"must": {"is_empty": {"key": "n"}}}, SCHEMA).mask(cols, ids).tolist() == [True] * 3
-    assert parse_filter({"must": {"key": "n", "range": {"lt": 1}}}, SCHEMA).mask(cols, ids).tolist() == [False] * 3
-    assert parse_filter({"must": {"key": "tag", "match": {"except": ["a"]}}}, SCHEMA).mask(cols, ids).tolist() \
-        == [False] * 3
+    for cond, hit in (({"is_empty": {"key": "n"}}, True), ({"key": "n", "range": {"lt": 1}}, False),
+                      ({"key": "tag", "match": {"except": ["a"]}}, False), ({"has_id": [0, 1, 2]}, True)):
+        assert parse_filter({"must": cond}, SCHEMA).mask(cols, ids).tolist() == [hit] * 3
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -309,7 +310,6 @@ def _nested(depth):
     ([{"must": []}], ["must be an object", "list"]),
     ({"must": 3}, ["filter.must", "must be a list"]),
     ({"must": [3]}, ["filter.must[0]", "a condition must be an object"]),
-    ({"must": [{}]}, ["unknown condition"]),
     ({"must": [{"key": "tag", "equals": "a"}]}, ["unknown condition", "'equals'"]),
     ({"must": [{"key": "tag", "match": {"value": "a"}, "boost": 2}]}, ["unknown key", "'boost'"]),
     ({"must": [{"has_id": [1], "key": "tag"}]}, ["unknown key", "'key'", "has_id"]),
@@ -440,6 +440,36 @@ def test_columns_read_raw_unicode_and_ignore_other_fields():
 
 
 # -- bounds that cannot be compared in float64 ------------------------------------------------------
+
+BIG_N = [(0, {"n": 2**53}), (1, {"n": 2**53 + 1}), (2, {"n": INT64_MAX}), (3, {"n": INT64_MIN}), (4, {"n": 3})]
+BIG_X = [(0, {"x": float(2**53)}), (1, {"x": float(2**53 + 2)}), (2, {"x": 1e19}), (3, {"x": -1e19}), (4, {"x": 3.0})]
+
+
+@pytest.mark.parametrize("points, bounds, expected", [
+    (BIG_N, {"gt": float(2**53)}, {1, 2}),
+    (BIG_N, {"gte": 2.5}, {0, 1, 2, 4}),
+    (BIG_N, {"lt": 3.0}, {3}),
+    (BIG_N, {"lte": 3.5}, {3, 4}),
+    (BIG_N, {"gt": float(2**63)}, set()),
+    (BIG_N, {"lte": float(2**63)}, {0, 1, 2, 3, 4}),
+    (BIG_N, {"gt": -float(2**63)}, {0, 1, 2, 4}),
+    (BIG_N, {"lt": 2**64, "gt": INT64_MIN - 1}, {0, 1, 2, 3, 4}),
+    (BIG_N, {"gt": 10**400}, set()),
+    (BIG_N, {"lt": -math.inf}, set()),
+    (BIG_N, {"gt": 3, "lt": 3}, set()),
+    (BIG_X, {"gte": 2**53 + 1}, {1, 2}),
+    (BIG_X, {"gt": 2**53}, {1, 2}),
+    (BIG_X, {"lte": 2**53 + 1}, {0, 3, 4}),
+    (BIG_X, {"lt": INT64_MAX}, {0, 1, 3, 4}),
+    (BIG_X, {"gt": INT64_MIN}, {0, 1, 2, 4}),
+    (BIG_X, {"lt": 10**400, "gt": -10**400}, {0, 1, 2, 3, 4}),
+    (BIG_X, {"gte": 10**400}, set()),
+    (BIG_X, {"gt": 3}, {0, 1, 2}),
+])
+def test_range_bounds_compare_exactly(points, bounds, expected):
+    """Bounds past 2**53, at and past the int64 limits and fractional ones compare exactly on both kinds."""
+    assert selected({"must": {"key": next(iter(points[0][1])), "range": bounds}}, points) == (expected, expected)
+
 
 def test_float_bound_on_integer_field_with_large_values():
     """A float bound on an integer field compares exactly whatever the column's magnitudes."""
