@@ -54,27 +54,33 @@ def ivf_flat_scan(Q, probes, offsets, vectors, norms, alpha, live, k):
     return ivf_topk(_flat_begin, _flat_list, (Q, offsets, vectors, norms, alpha), probes, live, k)
 
 
+@numba.njit(**JIT, inline="always")
+def row_score(X, r, C, j, l2):
+    """Squared L2 distance, or minus the inner product, of rows X[r] and C[j], read in place."""
+    s = np.float32(0.0)
+    if l2:
+        for i in range(X.shape[1]):
+            t = X[r, i] - C[j, i]
+            s += t * t
+    else:
+        for i in range(X.shape[1]):
+            s -= X[r, i] * C[j, i]
+    return s
+
+
 @numba.njit(**PARALLEL_JIT)
 def rows_flat_scan(Q, rows, vectors, l2, k):
     """Top-k (full scores, rows) of every query over the given rows of ``vectors``, read in place
     rather than gathered into a copy: the exhaustive scan of the few rows a selective filter
     allows. Full squared L2, or minus the inner product."""
-    nq, d = Q.shape
+    nq = Q.shape[0]
     out_s, out_l = new_heaps(nq, k)
     for qi in numba.prange(nq):
         scores = out_s[qi]
         labels = out_l[qi]
         for t in range(rows.shape[0]):
             j = np.uint64(rows[t])  # unsigned: no wraparound check on every load
-            s = np.float32(0.0)
-            if l2:
-                for i in range(d):
-                    x = Q[qi, i] - vectors[j, i]
-                    s += x * x
-            else:
-                for i in range(d):
-                    s -= Q[qi, i] * vectors[j, i]
-            heap_push(scores, labels, s, rows[t])
+            heap_push(scores, labels, row_score(Q, qi, vectors, j, l2), rows[t])
         heap_sort(scores, labels)
     return out_s, out_l
 
@@ -122,21 +128,13 @@ def nearest_rows(X, C, n, l2):
     """The n rows of C nearest to each row of X, best first: by L2, or by largest inner product.
     For a few queries, on the calling thread (batches go through faiss's BLAS). Rows are read
     in place, as in `nearest_rows_pruned`."""
-    nx, d = X.shape
+    nx = X.shape[0]
     out_s, out = new_heaps(nx, n)
     for r in range(nx):
         scores = out_s[r]
         labels = out[r]
         for j in range(C.shape[0]):
-            s = np.float32(0.0)
-            if l2:
-                for i in range(d):
-                    t = X[r, i] - C[j, i]
-                    s += t * t
-            else:
-                for i in range(d):
-                    s -= X[r, i] * C[j, i]
-            heap_push(scores, labels, s, j)
+            heap_push(scores, labels, row_score(X, r, C, j, l2), j)
         heap_sort(scores, labels)
     return out
 
