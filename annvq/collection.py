@@ -216,7 +216,8 @@ class Collection:
         # Every buffer chunk is brute-forced by a call of its own in each search: the new chunk
         # takes in the ones before it as a binary counter carries (see `carry`).
         persisted = [p for p in parts if p.segment.name is not None]
-        chunks, merged = carry([p for p in parts if p.segment.name is None], [Part(Segment.raw(ids, X, texts, self.payload_indexes))])
+        fresh = Part(Segment.raw(ids, X, texts, self.payload_indexes))
+        chunks, merged = carry([p for p in parts if p.segment.name is None], [fresh])
         new = merged[0] if len(merged) == 1 else Part(self._merge(None, merged))
         self._state = replace(state, parts=(*persisted, *chunks, new), dirty=True)
         return len(ids)
@@ -263,7 +264,8 @@ class Collection:
             raise InvalidParameterError("Cannot train: the collection is empty and no sample was given.")
         model = Index(self.dim, self.spec, self.metric, store_vectors=self.store_vectors,
                       seed=self._config["seed"]).train(X, centroids=centroids)
-        new = [Segment.encoded(model.encode_lists(vectors, ids), ids, payloads, self.payload_indexes)] if len(ids) else []
+        schema = self.payload_indexes
+        new = [Segment.encoded(model.encode_lists(vectors, ids), ids, payloads, schema)] if len(ids) else []
         self._commit(replace(state, model=model, parts=()), new, new_model=True)
 
     def _live_vectors(self, state: State) -> np.ndarray:
@@ -379,7 +381,8 @@ class Collection:
     def drop_payload_index(self, field: str) -> None:
         """Stop indexing payload ``field`` (filters on it are refused from then on); durable on return."""
         if field not in self.payload_indexes:
-            raise InvalidParameterError(f"Payload field {field!r} is not indexed; indexed: {sorted(self.payload_indexes)}.")
+            raise InvalidParameterError(
+                f"Payload field {field!r} is not indexed; indexed: {sorted(self.payload_indexes)}.")
         self._reindex({f: k for f, k in self.payload_indexes.items() if f != field})
 
     @_writes
@@ -521,7 +524,8 @@ class Collection:
         return int(min(model.nlist, max(plan.nprobe, np.ceil(plan.k / per_list))))
 
     @staticmethod
-    def _search(state: State, plan: SearchPlan, pred: Bool | None, allowed: list, exact: bool) -> tuple[Hits, list[str]]:
+    def _search(state: State, plan: SearchPlan, pred: Bool | None, allowed: list,
+                exact: bool) -> tuple[Hits, list[str]]:
         """Every part with allowed rows scanned (`part_search.scan_part`) and merged, with the
         strategies that ran."""
         found, strategies = [], []

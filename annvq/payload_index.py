@@ -80,10 +80,11 @@ def columns(texts: pa.LargeStringArray | None, ids: np.ndarray, schema: Mapping[
         return {}
     if texts is None or n == 0 or texts.null_count == n:
         return {field: pa.nulls(n, KINDS[kind]) for field, kind in schema.items()}
-    # One newline-delimited JSON document: every row's text and "\n", "{}" where it has no payload.
+    # One newline-delimited JSON document: every row's text and "\n", "{}" where it has no payload;
     empty, newline = pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
     filled = pc.fill_null(texts, "{}")
-    filled = pc.if_else(pc.equal(filled, empty), pa.scalar("{}", pa.large_string()), filled)  # a blank line would be skipped
+    # "" too: the JSON reader would skip a blank line and shift every row after it
+    filled = pc.if_else(pc.equal(filled, empty), pa.scalar("{}", pa.large_string()), filled)
     lines = pc.binary_join_element_wise(filled, empty, newline)
     offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset:lines.offset + n + 1]
     body = lines.buffers()[2][offsets[0]:offsets[-1]]
