@@ -29,7 +29,6 @@ import pyarrow as pa
 
 from . import errors as E
 from .collection import Point
-from .filters import InvalidFilterError
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -45,23 +44,13 @@ class ServiceError(E.AnnvqError):
     details: Any = None
 
 
+#: the class of each code the service answers: the library's codes (the first class of a shared
+#: code, so collection_not_found is CollectionNotFoundError), and the service's own refusals of
+#: values in a body
 _BY_CODE: dict[str, type[E.AnnvqError]] = {
-    "collection_not_found": E.CollectionNotFoundError,
-    "collection_exists": E.CollectionExistsError,
-    "collection_locked": E.CollectionLockedError,
-    "read_only": E.ReadOnlyError,
-    "dimension_mismatch": E.DimensionMismatchError,
-    "invalid_vectors": E.InvalidVectorsError,
+    **{code: cls for cls, code in reversed(E.CODES.items())},
     "non_finite_value": E.InvalidVectorsError,
-    "invalid_filter": InvalidFilterError,
-    "invalid_parameter": E.InvalidParameterError,
     "out_of_range": E.InvalidParameterError,
-    "invalid_spec": E.InvalidSpecError,
-    "not_trained": E.NotTrainedError,
-    "corrupt_file": E.CorruptFileError,
-    "unsupported_format": E.UnsupportedFormatError,
-    "invalid_file": E.InvalidFileError,
-    "storage_error": E.StorageError,
 }
 _REMOTE: dict[type, type[ServiceError]] = {}
 

@@ -61,3 +61,30 @@ class StorageError(AnnvqError, OSError):
 
 class CollectionClosedError(AnnvqError, RuntimeError):
     """Using a collection after close()."""
+
+
+class InvalidFilterError(InvalidParameterError):
+    """A filter that is malformed, names an unindexed field or compares it with the wrong type."""
+
+
+#: The stable code of each error, most specific first: what the REST service answers in
+#: ``{"error": {"code"}}`` and what `annvq.Client` raises back. A closed collection is one dropped
+#: while a request ran, hence "collection_not_found".
+CODES: dict[type[AnnvqError], str] = {
+    CollectionNotFoundError: "collection_not_found",
+    CollectionExistsError: "collection_exists",
+    CollectionLockedError: "collection_locked",
+    CollectionClosedError: "collection_not_found",
+    ReadOnlyError: "read_only",
+    DimensionMismatchError: "dimension_mismatch",
+    InvalidVectorsError: "invalid_vectors",
+    InvalidFilterError: "invalid_filter",
+    InvalidParameterError: "invalid_parameter",
+    InvalidSpecError: "invalid_spec",
+    NotTrainedError: "not_trained",
+    CorruptFileError: "corrupt_file",
+    UnsupportedFormatError: "unsupported_format",
+    InvalidFileError: "invalid_file",
+    StorageError: "storage_error",
+    AnnvqError: "bad_request",
+}

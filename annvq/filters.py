@@ -34,11 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import InvalidParameterError
-
-
-class InvalidFilterError(InvalidParameterError):
-    """A filter that is malformed, names an unindexed field or compares it with the wrong type."""
+from .errors import InvalidFilterError
 
 
 def _bools(array: pa.Array) -> np.ndarray:

@@ -81,7 +81,8 @@ class Segment:
                    columns=payload_index.columns(payloads, lists.ids, schema))
 
     def with_columns(self, columns: Mapping[str, pa.Array], columns_file: str | None = None) -> "Segment":
-        """The same rows with other payload index columns (a new index declared or dropped)."""
+        """The same rows with other payload index columns (a new index declared or dropped), and
+        an empty filter cache: not `dataclasses.replace`, which would share the old one."""
         return Segment(self.ids, self.id_order, self.vectors, self.lists, self.payloads, self.name,
                        columns, columns_file)
 

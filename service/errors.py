@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from annvq import errors as E
-from annvq.filters import InvalidFilterError
 
 log = logging.getLogger("annvq.service")
 
@@ -27,24 +26,20 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
-# Most specific class first; the first class in an exception's MRO found here decides.
-DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
-    E.CollectionNotFoundError: (404, "collection_not_found"),
-    E.CollectionExistsError: (409, "collection_exists"),
-    E.CollectionLockedError: (409, "collection_locked"),
-    E.CollectionClosedError: (404, "collection_not_found"),  # dropped while this request ran
-    E.ReadOnlyError: (403, "read_only"),
-    E.DimensionMismatchError: (400, "dimension_mismatch"),
-    E.InvalidVectorsError: (400, "invalid_vectors"),
-    InvalidFilterError: (400, "invalid_filter"),  # before its base class, InvalidParameterError
-    E.InvalidParameterError: (400, "invalid_parameter"),
-    E.InvalidSpecError: (400, "invalid_spec"),
-    E.NotTrainedError: (409, "not_trained"),
-    E.CorruptFileError: (500, "corrupt_file"),
-    E.UnsupportedFormatError: (500, "unsupported_format"),
-    E.InvalidFileError: (500, "invalid_file"),
-    E.StorageError: (500, "storage_error"),
-    E.AnnvqError: (400, "bad_request"),
+# The HTTP status of each domain error; its code is the library's (`annvq.errors.CODES`). The
+# first class in an exception's MRO found here decides.
+DOMAIN_STATUS: dict[type[Exception], int] = {
+    E.CollectionNotFoundError: 404,
+    E.CollectionExistsError: 409,
+    E.CollectionLockedError: 409,
+    E.CollectionClosedError: 404,  # dropped while this request ran
+    E.ReadOnlyError: 403,
+    E.NotTrainedError: 409,
+    E.CorruptFileError: 500,
+    E.UnsupportedFormatError: 500,
+    E.InvalidFileError: 500,
+    E.StorageError: 500,
+    E.AnnvqError: 400,
 }
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -65,10 +60,11 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 
 def domain_status(exc: Exception) -> tuple[int, str]:
-    for cls in type(exc).__mro__:
-        if cls in DOMAIN_STATUS:
-            return DOMAIN_STATUS[cls]
-    return 500, "internal_error"
+    """(HTTP status, code) of a domain error: each from the most specific class that has one."""
+    mro = type(exc).__mro__
+    status = next((DOMAIN_STATUS[c] for c in mro if c in DOMAIN_STATUS), None)
+    code = next((E.CODES[c] for c in mro if c in E.CODES), None)
+    return (500, "internal_error") if status is None else (status, code)
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
