@@ -11,6 +11,8 @@ from annvq import Index
 from annvq.errors import InvalidParameterError, InvalidSpecError, InvalidVectorsError
 from annvq.ivf import nearest_lists
 from annvq.kernels.flat import nearest_rows_pruned
+from annvq.kernels.scan import fast_terms
+from annvq.quantizers.code_adjustment import grid_vectors, prefix
 from annvq.linalg import apply_pca, fit_pca, pad64, random_orthogonal
 
 
@@ -135,6 +137,74 @@ def test_search_without_pruning_ranks_all_candidates_by_their_estimates(data128,
         by_id = dict(zip(index.lists.ids[rows], est))
         # ids agree except where two estimates tie to float32 precision
         np.testing.assert_allclose([by_id[i] for i in I[qi]], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def stage1_reference(index, rows=slice(None)):
+    """float64 (rescale_P, spread, K1, Kd) of the lists' rows, from the unpacked codes
+    (`kernels.scan.fast_terms`): h the 1-bit prefix code, rescale_P = rescale ||g||^2 / <h, g>."""
+    c, lists = index.codec, index.lists
+    z = (c._rotated_centroids(index.centroids_)[lists.assignments()] - c._rotated_origin()).astype(np.float64)[rows]
+    f = lists.factors[rows].astype(np.float64)
+    K1 = f[:, -1] ** 2 if c.tail_dim < c.padded_dim else np.zeros(len(f))
+    out = [[], [], None, []]
+    for s, ((start, L, B), codes) in enumerate(zip(c.segments, c.segment_codes(lists.codes[rows]))):
+        g = grid_vectors(codes, B).astype(np.float64)
+        h = grid_vectors(prefix(codes, B, 1), 1).astype(np.float64)
+        norm, rescale = f[:, 2 * s], f[:, 2 * s + 1]
+        rescale_p = rescale * (g * g).sum(1) / (h * g).sum(1)
+        tan2 = [r ** 2 * (v * v).sum(1) / norm ** 2 - 1 for r, v in ((rescale, g), (rescale_p, h))]
+        zs = z[:, start:start + L]
+        out[0].append(rescale_p)
+        out[1].append(norm ** 2 * np.maximum(tan2[1] - tan2[0], 0) / (L - 1))
+        out[3].append(2 * (rescale * (g * zs).sum(1) - rescale_p * (h * zs).sum(1)))
+        K1 = K1 + norm ** 2 + 2 * rescale_p * (h * zs).sum(1)
+    return np.stack(out[0], 1), np.stack(out[1], 1), K1, np.stack(out[3], 1)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("spec", ["IVF16,SAQ2.5", "IVF16,CAQ3"])
+def test_stage1_terms_equal_a_float64_reference(data128, spec, metric):
+    X, _ = data128
+    index = Index(128, spec, metric=metric).train(X).add(X)
+    c, lists = index.codec, index.lists
+    got = fast_terms(lists.offsets, lists.codes, lists.factors, c._rotated_centroids(index.centroids_),
+                     c._rotated_origin(), *c._scan_layout[:4], c._scan_layout[5], metric == "l2")
+    want = stage1_reference(index)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-3, atol=1e-6 * want[1].max())
+    if metric == "l2":
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-4, atol=1e-5 * np.abs(want[2]).max())
+        np.testing.assert_allclose(got[3], want[3], rtol=1e-3, atol=1e-4 * np.abs(want[3]).max())
+    else:  # the inner product involves no centroid term
+        assert not got[2].any() and not got[3].any()
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_stage1_estimate_is_unbiased_with_the_spread_it_assumes(data128, metric):
+    """Stage 1 prunes on the 1-bit estimate rescale_P <h, x> less 2 standard deviations of its
+    difference from stage 2's rescale <g, x>; over every probed pair that difference, divided by
+    the standard deviation assumed, has mean ~0 and a spread of at most ~1."""
+    X, Q = data128
+    index = Index(128, "IVF16,SAQ2.5", metric=metric).train(X).add(X)
+    c, lists = index.codec, index.lists
+    rescale_p, spread, _, _ = stage1_reference(index)
+    QW = c.rotate(Q).astype(np.float64)
+    CW = c._rotated_centroids(index.centroids_).astype(np.float64)
+    z = []
+    for qi, probes in enumerate(nearest_lists(Q, index.centroids_, index.codec_metric, 3)):
+        for lst in probes:
+            a, b = lists.offsets[lst], lists.offsets[lst + 1]
+            x = QW[qi] - CW[lst] if metric == "l2" else QW[qi]
+            diff = var = 0.0
+            for s, ((start, L, B), codes) in enumerate(zip(c.segments, c.segment_codes(lists.codes[a:b]))):
+                xs = x[start:start + L]
+                diff = diff + rescale_p[a:b, s] * (grid_vectors(prefix(codes, B, 1), 1) @ xs) \
+                    - lists.factors[a:b, 2 * s + 1] * (grid_vectors(codes, B) @ xs)
+                var = var + spread[a:b, s] * (xs @ xs)
+            z.append(diff / np.sqrt(var))
+    z = np.concatenate(z)
+    assert abs(z.mean()) < 0.1 and 0.7 < z.std() < 1.1
+    assert (z > 2).mean() < 0.03  # what stage 1 may wrongly prune, at FAST_SIGMAS = 2
 
 
 def test_pruning_with_m4_costs_almost_no_recall():

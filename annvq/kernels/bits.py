@@ -82,50 +82,99 @@ def unpack_bits(packed: np.ndarray, D: int, B: int) -> np.ndarray:
 
 @intrinsic
 def _code_dot(typingctx, code, start, nbytes, bits, q, q_start):
-    """The kernel of ``code_dot``: 16 dimensions at a time in explicit LLVM vectors, so every target
-    gets SIMD (AVX2: one 256-bit op per plane step), whatever the auto-vectorizer does."""
+    """The kernel of ``code_dot`` in explicit LLVM vectors, so every target gets SIMD whatever the
+    auto-vectorizer does: codes of at most 8 bits rebuild 32 dimensions per step in 8-bit lanes
+    (AVX2: one 256-bit op per plane step), wider ones 16 dimensions in 16-bit lanes."""
     sig = types.float32(code, start, nbytes, bits, q, q_start)
 
     def codegen(context, builder, signature, args):
-        i16, i64, f32 = ir.IntType(16), ir.IntType(64), ir.FloatType()
-        lanes16, floats8 = ir.VectorType(i16, 16), ir.VectorType(f32, 8)
+        i8, i16, i32, i64, f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
+        floats8 = ir.VectorType(f32, 8)
         code_data = context.make_array(signature.args[0])(context, builder, args[0]).data
         q_data = context.make_array(signature.args[4])(context, builder, args[4]).data
 
         def as_i64(value):
             return value if value.type == i64 else builder.sext(value, i64)
 
+        def const(value):
+            return ir.Constant(i64, value)
+
         start, nbytes, bits, q_start = (as_i64(args[i]) for i in (1, 2, 3, 5))
-        masks = ir.Constant(lanes16, [(1 << i) - (1 << 16 if i == 15 else 0) for i in range(16)])
-        zeros16 = ir.Constant(lanes16, [0] * 16)
-        digits = cgutils.alloca_once(builder, lanes16)
         acc = [cgutils.alloca_once_value(builder, ir.Constant(floats8, [0.0] * 8)) for _ in range(2)]
-        with cgutils.for_range(builder, builder.lshr(nbytes, ir.Constant(i64, 1))) as chunks:
-            chunk = chunks.index  # dimensions 16 chunk .. 16 chunk + 15: two bytes of each plane
-            builder.store(zeros16, digits)
-            with cgutils.for_range(builder, bits) as planes:
-                offset = builder.add(builder.add(start, builder.mul(planes.index, nbytes)),
-                                     builder.shl(chunk, ir.Constant(i64, 1)))
-                word = builder.load(builder.bitcast(builder.gep(code_data, [offset]), i16.as_pointer()), align=1)
-                spread = builder.shuffle_vector(builder.insert_element(ir.Constant(lanes16, None), word,
-                                                                       ir.Constant(i64, 0)),
-                                                ir.Constant(lanes16, None), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
-                bit = builder.zext(builder.icmp_unsigned("!=", builder.and_(spread, masks), zeros16), lanes16)
-                # MSB plane first: digits = 2 digits + bit, lane i rebuilding dimension i's integer
-                builder.store(builder.add(builder.shl(builder.load(digits), ir.Constant(lanes16, [1] * 16)), bit), digits)
-            d = builder.load(digits)
-            for h in range(2):
-                part = builder.shuffle_vector(d, ir.Constant(lanes16, None),
-                                              ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8 * h, 8 * h + 8))))
-                qpos = builder.add(q_start, builder.add(builder.shl(chunk, ir.Constant(i64, 4)), ir.Constant(i64, 8 * h)))
-                qv = builder.load(builder.bitcast(builder.gep(q_data, [qpos]), floats8.as_pointer()), align=4)
-                prod = builder.fmul(builder.uitofp(part, floats8), qv)
-                builder.store(builder.fadd(builder.load(acc[h]), prod), acc[h])
+
+        def chunks(lane, width):
+            """Sum over chunks of ``width`` dimensions rebuilt in ``lane``-typed digit lanes."""
+            lanes = ir.VectorType(lane, width)
+            word_type = ir.IntType(width)  # the chunk's bits of one plane
+            bits_of = ir.Constant(lanes, [1 << (i % lane.width) if i % lane.width < lane.width - 1 else
+                                          -(1 << (lane.width - 1)) for i in range(width)]) if width == lane.width \
+                else ir.Constant(lanes, [(1 << (i % 8)) - (256 if i % 8 == 7 else 0) for i in range(width)])
+            zeros = ir.Constant(lanes, [0] * width)
+            digits = cgutils.alloca_once(builder, lanes)
+            with cgutils.for_range(builder, builder.udiv(nbytes, const(width // 8))) as loop:
+                chunk = loop.index  # dimensions width * chunk .. + width - 1
+                builder.store(zeros, digits)
+                with cgutils.for_range(builder, bits) as planes:
+                    offset = builder.add(builder.add(start, builder.mul(planes.index, nbytes)),
+                                         builder.mul(chunk, const(width // 8)))
+                    word = builder.load(builder.bitcast(builder.gep(code_data, [offset]), word_type.as_pointer()),
+                                        align=1)
+                    if width == lane.width:  # 16 lanes of 16 bits: every lane sees the whole word
+                        spread = builder.shuffle_vector(
+                            builder.insert_element(ir.Constant(lanes, None), word, const(0)),
+                            ir.Constant(lanes, None), ir.Constant(ir.VectorType(i32, width), [0] * width))
+                    else:  # 32 lanes of 8 bits: lane i sees byte i // 8 of the word
+                        as_bytes = builder.bitcast(word, ir.VectorType(i8, width // 8))
+                        spread = builder.shuffle_vector(as_bytes, ir.Constant(ir.VectorType(i8, width // 8), None),
+                                                        ir.Constant(ir.VectorType(i32, width),
+                                                                    [i // 8 for i in range(width)]))
+                    bit = builder.zext(builder.icmp_unsigned("!=", builder.and_(spread, bits_of), zeros), lanes)
+                    # MSB plane first: digits = 2 digits + bit, lane i rebuilding dimension i's integer
+                    builder.store(builder.add(builder.shl(builder.load(digits), ir.Constant(lanes, [1] * width)),
+                                              bit), digits)
+                d = builder.load(digits)
+                for h in range(width // 8):
+                    part = builder.shuffle_vector(d, ir.Constant(lanes, None),
+                                                  ir.Constant(ir.VectorType(i32, 8), list(range(8 * h, 8 * h + 8))))
+                    qpos = builder.add(q_start, builder.add(builder.mul(chunk, const(width)), const(8 * h)))
+                    qv = builder.load(builder.bitcast(builder.gep(q_data, [qpos]), floats8.as_pointer()), align=4)
+                    prod = builder.fmul(builder.uitofp(part, floats8), qv)
+                    builder.store(builder.fadd(builder.load(acc[h % 2]), prod), acc[h % 2])
+
+        with builder.if_else(builder.icmp_signed("<=", bits, const(8))) as (narrow, wide):
+            with narrow:
+                chunks(i8, 32)
+            with wide:
+                chunks(i16, 16)
         total = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
-        out = builder.extract_element(total, ir.Constant(i64, 0))
+        out = builder.extract_element(total, const(0))
         for i in range(1, 8):
-            out = builder.fadd(out, builder.extract_element(total, ir.Constant(i64, i)))
+            out = builder.fadd(out, builder.extract_element(total, const(i)))
         return out
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch_row(typingctx, rows, j):
+    """Start loading row j of a 2-d C-contiguous array into the cache (LLVM's prefetch, one per
+    64-byte line), so rows about to be scored are fetched together instead of one miss at a time."""
+    sig = types.void(rows, j)
+
+    def codegen(context, builder, signature, args):
+        i8p, i32, i64 = ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        j = args[1] if args[1].type == i64 else builder.sext(args[1], i64)
+        stride = builder.extract_value(arr.strides, 0)
+        row = builder.gep(builder.bitcast(arr.data, i8p), [builder.mul(j, stride)])
+        fetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                               "llvm.prefetch.p0i8")
+        # the first line of the row, then every 64 bytes to its last byte
+        lines = builder.udiv(builder.add(stride, ir.Constant(i64, 63)), ir.Constant(i64, 64))
+        with cgutils.for_range(builder, builder.add(lines, ir.Constant(i64, 1))) as loop:
+            at = builder.gep(row, [builder.mul(loop.index, ir.Constant(i64, 64))])
+            builder.call(fetch, [at, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
 
     return sig, codegen
 

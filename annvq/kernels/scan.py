@@ -1,35 +1,42 @@
 """The multi-stage SAQ/CAQ scan over CSR inverted lists (docs/algorithms.md §7.4-7.5, §8).
 
-Per candidate the running distance starts from cheap lower bounds and is refined segment by
-segment; it is dropped as soon as it exceeds the current k-th best (tau):
+Per candidate the running distance starts from cheap bounds and is refined; it is dropped as soon
+as it exceeds the current k-th best (tau):
 
-* stage 0: the variance bound ``max(0, ||o_s||^2 + ||q_s||^2 - 2 m sigma_s(q))`` per segment,
-  from the stored norm alone (Chebyshev, eq. 20-21);
-* stage 1: the 1-bit estimate from the segment's most significant plane, assuming <g, o> = 0.8
-  and adding RaBitQ's margin. The planes are repacked in blocks of 32 vectors and summed by
-  FastScan against uint8 tables of the query's 4-dim subset sums, as the official searcher does;
-* stage 2: the accurate CAQ estimate, float query against all planes of the code.
+* stage 0 (m < inf): the variance bound ``max(0, ||o_s||^2 + ||x_s||^2 - 2 m sigma_s(q))`` per
+  segment, from the stored norm alone (Chebyshev, eq. 20-21);
+* stage 1: every segment's estimate from its leading plane, read as a 1-bit code h with its own
+  unbiased rescale, less FAST_SIGMAS standard deviations of its difference from stage 2's estimate
+  (`fast_terms`). The planes are repacked in blocks of 32 vectors and summed by FastScan against
+  uint8 tables of the query's 4-dim subset sums, built once per query: each row's centroid enters
+  through terms derived per row (K1, Kd), as rabitqlib folds it into its factors;
+* stage 2: the accurate CAQ estimate, float query against all planes of the code, segment by
+  segment, each swapped in for its stage-1 term and checked against tau.
 
 Lists are walked block by block as the official ``searchCluster``: a block is skipped once no
 lane can still beat tau. Scores are smaller-is-better: the estimated squared L2 distance, or minus
 the estimated inner product. For inner product the query is not centred and the exact <q, c> is
-added (docs/algorithms.md §9).
+added (docs/algorithms.md §9). docs/architecture.md, "SAQ's fast path", lists where this departs
+from the official searcher and what it measured.
 """
 
 import numba
 import numpy as np
 
-from .bits import code_dot
+from .bits import code_dot, prefetch_row
 from .config import JIT, PARALLEL_JIT
 from .driver import WORST, allowed, ivf_topk
 from .fastscan import BLOCK, accumulate_block, subset_sum_tables
 from .flat import dot
 from .topk import heap_push
 
-#: Stage 1 assumes <g, o> = 0.8 for a 1-bit code and adds 2 * 0.58 / 0.8 = 1.45 ||o|| ||q|| / sqrt(L)
-#: (RaBitQ's bound with epsilon_0 ~ 1.9), as the official Lut::compFastIP does.
-FAST_COS = np.float32(0.8)
-FAST_MARGIN = np.float32(1.45)
+#: Stage 1 keeps a candidate unless its estimate, less this many standard deviations of its
+#: difference from stage 2's, already exceeds the k-th best (2: recall@10 within 0.0002 of 3 on
+#: fashion-mnist, with a quarter fewer stage-2 estimates).
+FAST_SIGMAS = np.float32(2.0)
+#: Leading planes per segment that stage 1 reads through FastScan (2 pruned a quarter more but
+#: doubled the bytes stage 1 reads per block, for no net gain).
+FAST_PLANES = 1
 #: Stands for "no bound" in the stage-0 term m * sigma (kernels compile with fastmath: no inf).
 NO_BOUND = np.float32(1e30)
 
@@ -63,140 +70,240 @@ def segment_sigmas(QW, seg_dim, seg_len, maps, map_offsets, means, m):
 
 
 @numba.njit(**JIT)
-def _accurate(d, row, f, fast, v, qt, qq, qsum, seg_dim, seg_len, seg_bits, seg_byte, l2, scores, prune):
-    """Stage 2: swap each segment's cheaper term ``fast[s, v]`` for its CAQ estimate; WORST once
-    the running distance passes the k-th best (with ``prune``)."""
-    for s in range(seg_dim.shape[0]):
-        # <g, q> = Delta <c, q> + (Delta / 2 - 1) sum(q), Delta = 2^(1-B)  (eq. 13, v = 1)
+def _accurate(d, slack, tau, code, lanes, b, v, fast, y, ysum, seg_dim, seg_len, seg_bits, seg_byte, coef):
+    """Stage 2: swap each segment's stage-1 term ``fast[s, v]`` for its CAQ estimate, the centroid
+    term's difference Kd_s (`fast_terms`) and coef rescale_s <g_s, y_s> with
+    <g, y> = Delta <c, y> + (Delta / 2 - 1) sum(y), Delta = 2^(1-B) (eq. 13); WORST once the
+    distance less ``slack`` passes tau. Lane v of block b holds rescale_s in row 3S + s, Kd_s in 4S + s."""
+    S = seg_dim.shape[0]
+    for s in range(S):
         delta = np.float32(2.0 ** (1 - seg_bits[s]))
-        cq = code_dot(row, seg_byte[s], seg_len[s] // 8, seg_bits[s], qt, seg_dim[s])
-        est = f[2 * s + 1] * (delta * cq + (delta / 2 - 1) * qsum[s])
-        d += (f[2 * s] * f[2 * s] + qq[s] - 2 * est if l2 else -est) - fast[s, v]
-        if prune and d > scores[0]:
+        cy = code_dot(code, seg_byte[s], seg_len[s] // 8, seg_bits[s], y, seg_dim[s])
+        d += lanes[b, 4 * S + s, v] - coef * lanes[b, 3 * S + s, v] * (delta * cy + (delta / 2 - 1) * ysum[s]) \
+            - fast[s, v]
+        if d - slack > tau:
             return WORST
     return d
 
 
+@numba.njit(**PARALLEL_JIT)
+def fast_terms(offsets, codes, factors, CW, origin, seg_dim, seg_len, seg_bits, seg_byte, fast_planes, l2):
+    r"""What stage 1 needs per row beyond its planes, derived from the stored codes and factors:
+    (rescale_P (n, S), spread (n, S), K1 (n,), Kd (n, S)).
+
+    Stage 1 estimates <o_s, x_s> from the P = fast_planes[s] leading planes of a segment's code:
+    the prefix t = c >> (B - P) is itself a P-bit code h = 2^(1-P) (t + 1/2) - 1, and with
+    o ~ g <g, o> / ||g||^2 its rescale is rescale_P = ||o||^2 / <h, o> ~ rescale ||g||^2 / <h, g>.
+    Its estimate differs from stage 2's (h for g) by a RaBitQ-type error of standard deviation
+    ||o|| ||x|| sqrt((tan^2 theta_P - tan^2 theta_B) / (L - 1)), cos theta = <code, o> / (||code|| ||o||);
+    ``spread`` is that variance per unit ||x||^2 (0 when P = B).
+
+    The centroid terms let a query's FastScan tables be built once instead of once per list:
+    with y = q - r for the model's origin r and z = c - r, the residual query is x = y - z, and
+    <h, x> = <h, y> - <h, z> exactly (rabitqlib folds the centroid into its factors the same
+    way). With K2_s = ||o_s||^2 + 2 rescale_s <g_s, z_s>, stage 2's sum over segments of
+    ||o_s||^2 + ||x_s||^2 - 2 rescale_s <g_s, x_s>, plus the tail's ||o_t||^2 + ||x_t||^2, is
+    ||x||^2 + ||o_t||^2 + sum_s K2_s - 2 rescale_s <g_s, y_s>; K1_s is the same for stage 1's h and
+    rescale_P. Stored: K1 = ||o_t||^2 + sum_s K1_s and Kd_s = K2_s - K1_s, what stage 2 adds when it
+    swaps segment s's estimate. The inner-product scores involve no centroid term (``l2`` False:
+    K1 = Kd = 0).
+    """
+    S = seg_dim.shape[0]
+    n = codes.shape[0]
+    rescale_p = np.zeros((n, S), np.float32)
+    spread = np.zeros((n, S), np.float32)
+    K1 = np.zeros(n, np.float32)
+    Kd = np.zeros((n, S), np.float32)
+    has_tail = factors.shape[1] > 2 * S
+    for lst in numba.prange(offsets.shape[0] - 1):
+        z = CW[lst] - origin
+        for j in range(offsets[lst], offsets[lst + 1]):
+            f = factors[j]
+            k1 = f[2 * S] * f[2 * S] if has_tail else np.float32(0.0)
+            for s in range(S):
+                B, P, L = seg_bits[s], fast_planes[s], seg_len[s]
+                delta, delta_p = 2.0 ** (1 - B), 2.0 ** (1 - P)
+                nbytes = L // 8
+                gg = hg = hh = gz = hz = 0.0
+                for i in range(L):
+                    c = 0
+                    for p in range(B):
+                        c = 2 * c + ((codes[j, seg_byte[s] + p * nbytes + i // 8] >> (i % 8)) & 1)
+                    g = delta * (c + 0.5) - 1
+                    h = delta_p * ((c >> (B - P)) + 0.5) - 1
+                    zi = z[seg_dim[s] + i]
+                    gg += g * g
+                    hg += h * g
+                    hh += h * h
+                    gz += g * zi
+                    hz += h * zi
+                norm, rescale = f[2 * s], f[2 * s + 1]
+                if rescale > 0:
+                    rp = rescale * gg / hg
+                    tan2_b = rescale * rescale * gg / (norm * norm) - 1
+                    tan2_p = rp * rp * hh / (norm * norm) - 1
+                    rescale_p[j, s] = rp
+                    spread[j, s] = norm * norm * max(tan2_p - tan2_b, 0.0) / (L - 1)
+                k1 += norm * norm + 2 * rescale_p[j, s] * hz
+                if l2:
+                    Kd[j, s] = 2 * (rescale * gz - rescale_p[j, s] * hz)
+            if l2:
+                K1[j] = k1
+    return rescale_p, spread, K1, Kd
+
+
 @numba.njit(**JIT)
 def _saq_begin(data, qi):
-    """Per-query scratch: the query residual, its FastScan tables and per-segment terms, and the
-    32-lane buffers of a block."""
-    QW, CW, msig, offsets, block_offsets, packed, lane_norms, codes, factors, seg_dim, seg_len, seg_bits, \
-        seg_byte, tail_dim, l2, prune = data
+    """Per-query scratch: y = q - r (L2) or q (IP), its FastScan tables (one per packed column)
+    and sums per segment, which no list changes, and the 32-lane buffers of a block."""
+    QW, CW, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, seg_byte, \
+        fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
     D = QW.shape[1]
     S = seg_dim.shape[0]
-    qt = np.empty(D, np.float32)
-    qtable = np.empty((max(tail_dim // 4, 1), 16), np.uint8)
-    seg = np.empty((7, S), np.float32)  # rows: qq, qsum, bias, step, scale, offset, vbias
-    vbsuf = np.zeros((S + 1, BLOCK), np.float32)  # row s: sum of the variance bounds of s.. S-1
-    fast = np.zeros((S, BLOCK), np.float32)
-    return qt, qtable, seg, vbsuf, fast, np.empty(BLOCK, np.float32), np.zeros(BLOCK, np.bool_), \
-        np.empty(BLOCK, np.int32), np.empty(2, np.float32)
+    y = np.empty(D, np.float32)
+    for i in range(D):
+        y[i] = QW[qi, i] - origin[i] if l2 else QW[qi, i]
+    by_dim = np.empty((max(tail_dim // 4, 1), 16), np.uint8)
+    seg = np.empty((5, S), np.float32)  # rows: sum y_s, ||x_s||^2, scale, offset, -m sigma_s
+    sums = np.empty(2, np.float32)
+    for s in range(S):
+        bias, step = subset_sum_tables(y, seg_dim[s], seg_len[s], by_dim, sums)
+        # <h, y> = delta_P <t, y> + (delta_P / 2 - 1) sum(y) for the P-plane prefix t, and each plane's
+        # <b, y> = bias + step * acc (fastscan.subset_sum_tables), so <h, y> = scale * acc + offset
+        # with acc summing plane p's lookups times 2^(P-1-p)
+        P = fast_planes[s]
+        delta_p = np.float32(2.0 ** (1 - P))
+        seg[0, s] = sums[0]
+        seg[1, s] = sums[1]  # inner product: x = y = q; L2 lists overwrite it
+        seg[2, s] = delta_p * step
+        seg[3, s] = delta_p * (2 ** P - 1) * bias + (delta_p / 2 - 1) * sums[0]
+        seg[4, s] = -msig[qi, s]
+    qtable = np.empty((2 * fast_dim.shape[0], 16), np.uint8)
+    for j in range(fast_dim.shape[0]):  # column j holds dimensions 8 fast_dim[j] .. + 7 of some plane
+        qtable[2 * j] = by_dim[2 * fast_dim[j]]
+        qtable[2 * j + 1] = by_dim[2 * fast_dim[j] + 1]
+    return y, qtable, seg, np.zeros(S + 1, np.float32), np.empty(D, np.float32), np.empty(BLOCK, np.float32), \
+        np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32), np.zeros(BLOCK, np.bool_), \
+        np.empty(BLOCK, np.int32), np.empty(BLOCK, np.int64), np.zeros((S, BLOCK), np.float32)
 
 
 @numba.njit(**JIT)
 def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
     """Stages 0-2 over the blocks of one list (see the module docstring)."""
-    QW, CW, msig, offsets, block_offsets, packed, lane_norms, codes, factors, seg_dim, seg_len, seg_bits, \
-        seg_byte, tail_dim, l2, prune = data
-    qt, qtable, seg, vbsuf, fast, dcur, alive, acc, sums = scratch
-    qq, qsum, bias, step, scale, offset, vbias = seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6]
+    QW, CW, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, seg_byte, \
+        fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
+    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, picked, fast = scratch
+    ysum, scale, offset, vbias = seg[0], seg[2], seg[3], seg[4]
     D = QW.shape[1]
     S = seg_dim.shape[0]
-    has_tail = l2 and tail_dim < D
-    masked = live.shape[0] > 0
     zero = np.float32(0.0)
-    # Per list: the query residual (L2) or the raw query (IP), its norms and tables.
+    # Per list: ||x_s||^2 of the query residual per segment and tail (L2), or -<q, c> (IP).
     if l2:
         for i in range(D):
-            qt[i] = QW[qi, i] - CW[lst, i]
+            sq[i] = (QW[qi, i] - CW[lst, i]) * (QW[qi, i] - CW[lst, i])
+        for s in range(S + 1):  # the segments, then the tail
+            a = seg_dim[s] if s < S else tail_dim
+            part = sq[a:a + seg_len[s] if s < S else D]  # zero-based: see fastscan.subset_sum_tables
+            t = zero
+            for i in range(part.shape[0]):
+                t += part[i]
+            xx[s] = t
         base = zero
-        tail = qt[tail_dim:]  # zero-based: see fastscan.subset_sum_tables
-        for i in range(tail.shape[0]):
-            base += tail[i] * tail[i]
-    else:
-        qt[:] = QW[qi]
-        base = -dot(QW[qi], CW[lst])
-    if l2 or p == 0:  # the inner-product query does not depend on the list
+        for s in range(S + 1):
+            base += xx[s]
         for s in range(S):
-            bias[s], step[s] = subset_sum_tables(qt, seg_dim[s], seg_len[s], qtable, sums)
-            sm, sq = sums[0], sums[1]
-            qsum[s], qq[s] = sm, sq
-            if prune:
-                # the 1-bit estimate is ||o|| (scale * acc + offset): <o, q> ~ ||o|| (2t - sum q)
-                # / (0.8 sqrt(L)) + 1.45 ||o|| ||q|| / sqrt(L) with t = bias + step * acc
-                r = np.float32(1.0 / np.sqrt(seg_len[s]))
-                scale[s] = r * 2 * step[s] / FAST_COS
-                offset[s] = r * ((2 * bias[s] - sm) / FAST_COS + FAST_MARGIN * np.sqrt(sq))
-                vbias[s] = sq - 2 * msig[qi, s] if l2 else -msig[qi, s]
+            seg[1, s] = xx[s]
+            vbias[s] = xx[s] - 2 * msig[qi, s]
+    else:
+        base = -dot(QW[qi], CW[lst])
+    coef = np.float32(2.0) if l2 else np.float32(1.0)
+    bounded = False
+    for s in range(S):
+        bounded |= msig[qi, s] < NO_BOUND
     first = offsets[lst]
     end = offsets[lst + 1]
-    if not prune:
+    if not prune:  # stage 2 alone: fast stays 0, and no distance passes WORST
         for j in range(first, end):
             if allowed(live, j):
-                d = base + (factors[j, 2 * S] * factors[j, 2 * S] if has_tail else zero)
-                d = _accurate(d, codes[j], factors[j], fast, 0, qt, qq, qsum, seg_dim, seg_len, seg_bits,
-                              seg_byte, l2, scores, False)
+                b = block_offsets[lst] + (j - first) // BLOCK
+                v = (j - first) % BLOCK
+                d = _accurate(base + lanes[b, 5 * S + 1, v], zero, WORST, codes[j], lanes, b, v, fast, y, ysum,
+                              seg_dim, seg_len, seg_bits, seg_byte, coef)
                 heap_push(scores, labels, d, j)
         return
     for b in range(block_offsets[lst], block_offsets[lst + 1]):
         start = first + (b - block_offsets[lst]) * BLOCK
         nv = min(BLOCK, end - start)
         tau = scores[0]
-        # Stage 0: variance bounds, summed from the last segment backwards; every loop over
-        # the 32 lanes is branch-free so that it vectorizes.
+        # Stage 0: the variance bounds, when there are any (m < inf); every loop over the 32 lanes
+        # is branch-free so that it vectorizes.
         for v in range(BLOCK):
-            dcur[v] = base + (lane_norms[b, S, v] * lane_norms[b, S, v] if has_tail else zero)
-        for s in range(S - 1, -1, -1):
+            alive[v] = v < nv
+        if bounded:
             for v in range(BLOCK):
-                vb = max(zero, lane_norms[b, s, v] * lane_norms[b, s, v] + vbias[s]) if l2 else vbias[s]
-                vbsuf[s, v] = vbsuf[s + 1, v] + vb
-        for v in range(BLOCK):
-            alive[v] = (v < nv) & (dcur[v] + vbsuf[0, v] <= tau)
-        if masked:  # rows outside the bitset (deleted, filtered out) go no further
-            for v in range(nv):
-                alive[v] = alive[v] & allowed(live, start + v)
-        live_lanes = 0
-        for v in range(BLOCK):
-            live_lanes += alive[v]
-        # Stage 1: segment by segment, swap the variance bound for the 1-bit estimate.
-        for s in range(S):
-            if live_lanes == 0:
-                break
-            acc[:] = 0
-            accumulate_block(qtable, packed, b, seg_dim[s] // 8, (seg_dim[s] + seg_len[s]) // 8, acc)
-            for v in range(BLOCK):
-                est = lane_norms[b, s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
-                fs = max(zero, lane_norms[b, s, v] * lane_norms[b, s, v] + qq[s] - 2 * est) if l2 else -est
-                fast[s, v] = fs
-                dcur[v] += fs
+                bound[v] = xx[S] + lanes[b, 5 * S, v] * lanes[b, 5 * S, v] if l2 else base
+            for s in range(S):
+                for v in range(BLOCK):
+                    bound[v] += max(zero, lanes[b, s, v] * lanes[b, s, v] + vbias[s]) if l2 else vbias[s]
             live_lanes = 0
             for v in range(BLOCK):
-                alive[v] = alive[v] & (dcur[v] + vbsuf[s + 1, v] <= tau)
+                alive[v] = alive[v] & (bound[v] <= tau)
                 live_lanes += alive[v]
-        # Stage 2: the accurate estimate replaces the 1-bit one, segment by segment.
-        if live_lanes:
-            for v in range(nv):
-                if alive[v]:
-                    j = start + v
-                    d = _accurate(dcur[v], codes[j], factors[j], fast, v, qt, qq, qsum, seg_dim, seg_len,
-                                  seg_bits, seg_byte, l2, scores, True)
-                    heap_push(scores, labels, d, j)
+            if live_lanes == 0:
+                continue
+        # Stage 1: every segment's P-plane estimate with the centroid term K1, less FAST_SIGMAS
+        # standard deviations of its difference from stage 2's estimate.
+        for v in range(BLOCK):
+            dcur[v] = base + lanes[b, 5 * S + 1, v]
+            slack[v] = zero
+        for s in range(S):
+            acc[:] = 0
+            c0 = fast_col[s]
+            width = seg_len[s] // 8
+            for pl in range(fast_planes[s]):
+                if pl:
+                    for v in range(BLOCK):
+                        acc[v] *= 2
+                accumulate_block(qtable, packed, b, c0 + pl * width, c0 + (pl + 1) * width, acc)
+            for v in range(BLOCK):
+                fast[s, v] = -coef * lanes[b, S + s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
+                dcur[v] += fast[s, v]
+                slack[v] += lanes[b, 2 * S + s, v] * seg[1, s]
+        for v in range(BLOCK):
+            slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
+        # Stage 2: the accurate estimate of the rows left (never those outside the bitset), whose
+        # code rows are fetched together first: each is a few cache lines read from memory
+        n = 0
+        for v in range(nv):
+            if alive[v] & (dcur[v] - slack[v] <= tau) & allowed(live, start + v):
+                prefetch_row(codes, start + v)
+                picked[n] = v
+                n += 1
+        for i in range(n):
+            v = picked[i]
+            if dcur[v] - slack[v] > scores[0]:  # tau fell since
+                continue
+            d = _accurate(dcur[v], slack[v], scores[0], codes[start + v], lanes, b, v, fast, y, ysum, seg_dim,
+                          seg_len, seg_bits, seg_byte, coef)
+            heap_push(scores, labels, d, start + v)
 
 
 @numba.njit(**PARALLEL_JIT)
-def saq_scan(QW, CW, msig, probes, offsets, block_offsets, packed, lane_norms, codes, factors, seg_dim,
-             seg_len, seg_bits, seg_byte, tail_dim, l2, prune, live, k):
+def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits,
+             seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
     """Top-k (scores, positions) of every query over its probed lists: one call per batch.
 
-    QW (nq, D) and CW (nlist, D) are queries and centroids in the codec's rotated space;
-    msig (nq, S) holds m * sigma_s(q) per non-zero segment; codes (n, bytes) uint8 rows of bit
-    planes, segment s from byte seg_byte[s]; factors (n, 2S [+1]) = (||o_s||, rescale_s)..., then
-    the 0-bit tail's norm when tail_dim < D. Per FastScan block: packed (blocks, tail_dim/8, 32)
-    holds the most significant planes (byte column c covers dimensions 8c..8c+7) and lane_norms
-    (blocks, S + 1, 32) the ||o_s|| and tail norm lane by lane. ``prune`` False scores every
-    candidate exactly (stage 2 only). ``live``: the rows that may be returned (driver.py).
+    QW (nq, D) and CW (nlist, D) are queries and centroids in the codec's rotated space, origin
+    (D,) the point r the centroid terms are taken from (`fast_terms`); msig (nq, S) holds
+    m * sigma_s(q) per non-zero segment; codes (n, bytes) uint8 rows of bit planes, segment s
+    from byte seg_byte[s]; factors (n, 2S [+1]) = (||o_s||, rescale_s)..., then the 0-bit tail's
+    norm when tail_dim < D; K2 (n,) the rows' stage-2 centroid terms. Per FastScan block,
+    packed (blocks, columns, 32) holds the fast_planes[s] leading planes of every segment from
+    column fast_col[s] (column j covers dimensions 8 fast_dim[j] .. + 7), and lanes
+    (blocks, 3S + 2, 32) lane by lane the ||o_s||, the rescale_P, the spread (`fast_terms`), the
+    tail norm and K1. ``prune`` False scores every candidate exactly (stage 2 only). ``live``:
+    the rows that may be returned (driver.py).
     """
-    data = (QW, CW, msig, offsets, block_offsets, packed, lane_norms, codes, factors, seg_dim, seg_len,
-            seg_bits, seg_byte, tail_dim, l2, prune)
+    data = (QW, CW, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, seg_byte,
+            fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
     return ivf_topk(_saq_begin, _saq_list, data, probes, live, k)

@@ -31,5 +31,6 @@ class CAQCodec(SAQCodec):
 
     def fit(self, X, centroids, assign):
         rotation = random_orthogonal(self.padded_dim, np.random.default_rng(self.seed))
+        self.origin_ = np.asarray(X, np.float32).mean(axis=0)
         self._set_model([(self.padded_dim, int(self.bits))], rotation[:self.dim])
         return self

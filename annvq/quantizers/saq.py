@@ -22,7 +22,7 @@ from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
 from ..kernels.flat import nearest_rows_pruned
-from ..kernels.scan import NO_BOUND, saq_scan, segment_sigmas
+from ..kernels.scan import FAST_PLANES, NO_BOUND, fast_terms, saq_scan, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
 from .allocation import check_bits, plan_segments
@@ -46,6 +46,7 @@ class SAQCodec(Codec):
         self.plan_: list[tuple[int, int]] | None = None
         self.modelled_error_ = None
         self.transform_ = self.mean_ = self.components_ = self.variance_ = None
+        self.origin_ = None
 
     @classmethod
     def _from_match(cls, match, dim, metric, *, transform, seed):
@@ -94,6 +95,7 @@ class SAQCodec(Codec):
     def fit(self, X, centroids, assign):
         rng = np.random.default_rng(self.seed)
         self.mean_, self.components_, variance = fit_pca(X, rng)
+        self.origin_ = self.mean_
         self.variance_ = np.zeros(self.padded_dim, np.float32)
         self.variance_[:self.dim] = variance
         plan, self.modelled_error_ = plan_segments(self.variance_, self.bits)
@@ -111,11 +113,17 @@ class SAQCodec(Codec):
         self._seg_arrays = tuple(np.array([s[i] for s in segs], np.int64) for i in range(3))
         words = np.array([length * bits // 64 for _, length, bits in segs], np.int64)
         self._seg_word = np.concatenate([[0], np.cumsum(words)[:-1]]).astype(np.int64)
+        # stage 1's FastScan columns: the leading planes of every segment, one after another
+        planes = np.array([min(FAST_PLANES, bits) for _, _, bits in segs], np.int64)
+        widths = np.array([length // 8 for _, length, _ in segs], np.int64)
+        cols = np.concatenate([[0], np.cumsum(planes * widths)[:-1]]).astype(np.int64)
+        self._fast_bytes = np.concatenate([np.arange(8 * w, 8 * w + p * width) for w, p, width
+                                           in zip(self._seg_word, planes, widths)] or [[]]).astype(np.int64)
+        fast_dim = np.concatenate([np.tile(np.arange(start // 8, start // 8 + width), p) for (start, _, _), p, width
+                                   in zip(segs, planes, widths)] or [[]]).astype(np.int64)
         # what every scan passes after the lists' arrays, built once per model
-        self._scan_layout = (*self._seg_arrays, readonly(8 * self._seg_word), self.tail_dim, self.metric == "l2")
-        # the bytes of every segment's most significant plane: stage 1's FastScan columns
-        self._msb_bytes = np.concatenate([np.arange(8 * w, 8 * w + length // 8)
-                                          for (_, length, _), w in zip(segs, self._seg_word)] or [[]]).astype(np.int64)
+        self._scan_layout = (*self._seg_arrays, readonly(8 * self._seg_word), readonly(cols), readonly(planes),
+                             readonly(fast_dim), self.tail_dim, self.metric == "l2")
 
     # --- encoding --------------------------------------------------------------------------
     def rotate(self, X: np.ndarray) -> np.ndarray:
@@ -184,18 +192,30 @@ class SAQCodec(Codec):
     def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
         return self._cached("centroids", centroids, lambda: readonly(np.ascontiguousarray(self.rotate(centroids))))
 
-    def _packed(self, lists):
-        """(offsets, block offsets, most significant planes, norms, codes, factors): the lists'
-        arrays as the scan reads them, with the FastScan blocks that stages 0 and 1 read lane by lane."""
+    def _rotated_origin(self) -> np.ndarray:
+        """The origin r of the centroid terms in the rotated space; the inner-product scan keeps
+        the raw query (its estimate of <o, q> does not involve the centroid), so r = 0 there."""
         def make():
+            if self.metric != "l2" or self.origin_ is None:
+                return readonly(np.zeros(self.padded_dim, np.float32))
+            return readonly(self.rotate(self.origin_[None])[0])
+        return self._cached("origin", self.transform_, make)
+
+    def _packed(self, lists, CW):
+        """(offsets, block offsets, planes, lanes, K2, codes, factors): the lists' arrays as the scan
+        reads them. Stages 0 and 1 read FastScan blocks lane by lane: the leading planes, and per
+        lane the ||o_s||, the stage-1 rescale and spread, the tail norm and K1. These and K2 are
+        derived from the stored codes here (`kernels.scan.fast_terms`), not stored."""
+        def make():
+            S = len(self.segments)
             offsets = readonly(lists.offsets)
-            block_offsets, planes = pack_blocks(offsets, np.asarray(lists.codes)[:, self._msb_bytes])
-            norms = np.zeros((lists.ntotal, len(self.segments) + 1), np.float32)
-            norms[:, :-1] = lists.factors[:, 0:2 * len(self.segments):2]
-            if self.tail_dim < self.padded_dim:
-                norms[:, -1] = lists.factors[:, -1]
-            return (offsets, readonly(block_offsets), readonly(planes), readonly(pack_blocks(offsets, norms)[1]),
-                    readonly(lists.codes), readonly(lists.factors))
+            codes, factors = readonly(lists.codes), readonly(lists.factors)
+            block_offsets, planes = pack_blocks(offsets, np.asarray(codes)[:, self._fast_bytes])
+            rescale_p, spread, K1, Kd = fast_terms(offsets, codes, factors, CW, self._rotated_origin(),
+                                                   *self._scan_layout[:4], self._scan_layout[5], self.metric == "l2")
+            tail = factors[:, -1:] if self.tail_dim < self.padded_dim else np.zeros((lists.ntotal, 1), np.float32)
+            lanes = np.hstack([factors[:, 0:2 * S:2], rescale_p, spread, factors[:, 1:2 * S:2], Kd, tail, K1[:, None]])
+            return offsets, readonly(block_offsets), readonly(planes), readonly(pack_blocks(offsets, lanes)[1]), codes
         return self._cached("packed", lists, make)
 
     def _sigma_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -243,8 +263,8 @@ class SAQCodec(Codec):
         CW = self._rotated_centroids(centroids)
         QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
         probes = plan.cache.get(("saq lists", probe.key), lambda: self._probe(plan, probe, QW, CW))
-        return saq_scan(QW, CW, msig, probes, *self._packed(lists), *self._scan_layout, bool(plan.params["prune"]),
-                        live, k)
+        return saq_scan(QW, CW, self._rotated_origin(), msig, probes, *self._packed(lists, CW), *self._scan_layout,
+                        bool(plan.params["prune"]), live, k)
 
     def _prepare(self, plan):
         """What a search needs of the queries alone: rotated, and their variance bounds."""
@@ -265,6 +285,8 @@ class SAQCodec(Codec):
         meta = {"bits": self.bits, "rounds": self.rounds, "plan": self.plan_,
                 "modelled_error": self.modelled_error_}
         arrays = {"transform": self.transform_}
+        if self.origin_ is not None:
+            arrays["origin"] = self.origin_
         if self.mean_ is not None:
             arrays.update(mean=self.mean_, components=self.components_, variance=self.variance_)
         return meta, arrays
@@ -272,6 +294,8 @@ class SAQCodec(Codec):
     def load_state(self, meta, arrays):
         self.bits, self.rounds, self.modelled_error_ = meta["bits"], meta["rounds"], meta["modelled_error"]
         self.mean_, self.components_, self.variance_ = (arrays.get(n) for n in ("mean", "components", "variance"))
+        # models saved before the centroid terms had no origin: the PCA mean, or none (r = 0)
+        self.origin_ = arrays.get("origin", self.mean_)
         self._set_model(meta["plan"], arrays["transform"])
         return self
 
