@@ -27,10 +27,10 @@ from .datasets import load
 from .metrics import recall_at_k
 
 NLIST = 1024
-#: name -> (wrapper factory taking the dimension, query params); "m=inf" reuses the SAQ4 index
+#: name -> (wrapper factory taking the dimension, query params); "m=4" reuses the SAQ4 index
 INDEXES = {
     **{f"annvq SAQ{b}": (lambda d, b=b: AnnvqIVF("euclidean", f"IVF{NLIST},SAQ{b}"), None) for b in (2, 3, 4, 5)},
-    "annvq SAQ4 m=inf": (lambda d: AnnvqIVF("euclidean", f"IVF{NLIST},SAQ4"), "m=inf"),
+    "annvq SAQ4 m=4": (lambda d: AnnvqIVF("euclidean", f"IVF{NLIST},SAQ4"), "m=4"),
     **{f"rabitqlib nbits={b}": (lambda d, b=b: RabitqlibIVF("euclidean", NLIST, b), None) for b in (4, 5)},
     **{f"faiss RaBitQ{b}": (lambda d, b=b: FaissIVF("euclidean", f"RR{d},IVF{NLIST},RaBitQ{b}"), None)
        for b in (4, 5)},
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     for name, (make, params) in INDEXES.items():
         if args.only and not any(s in name for s in args.only):
             continue
-        base = name.removesuffix(" m=inf")
+        base = name.removesuffix(" m=4")
         if base not in built:
             start = time.perf_counter()
             built[base] = make(ds.dim)

@@ -13,7 +13,7 @@ WARMUP_QUERIES = 8
 
 class AnnvqIVF(BaseANN):
     """``annvq.Index(dim, spec, metric)``; query arguments ``nprobe``, optionally ``rerank`` and
-    codec knobs as a string (``"m=inf"`` turns SAQ's stage 0 off)."""
+    codec knobs as a string (``"m=4"`` turns SAQ's stage 0 on)."""
 
     name = "annvq"
 
