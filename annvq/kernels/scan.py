@@ -272,17 +272,22 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
         for v in range(BLOCK):
             slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
         # Stage 2: the accurate estimate of the rows left (never those outside the bitset), whose
-        # code rows are fetched together first: each is a few cache lines read from memory
+        # code rows are fetched together first (each is a few cache lines read from memory), best
+        # stage-1 bound first: tau then tightens soonest, and the first bound over it ends the block
         n = 0
         for v in range(nv):
             if alive[v] & (dcur[v] - slack[v] <= tau) & allowed(live, start + v):
                 prefetch_row(codes, start + v)
-                picked[n] = v
+                i = n
+                while i > 0 and dcur[picked[i - 1]] - slack[picked[i - 1]] > dcur[v] - slack[v]:
+                    picked[i] = picked[i - 1]
+                    i -= 1
+                picked[i] = v
                 n += 1
         for i in range(n):
             v = picked[i]
             if dcur[v] - slack[v] > scores[0]:  # tau fell since
-                continue
+                break
             d = _accurate(dcur[v], slack[v], scores[0], codes[start + v], lanes, b, v, fast, y, ysum, seg_dim,
                           seg_len, seg_bits, seg_byte, coef)
             heap_push(scores, labels, d, start + v)
