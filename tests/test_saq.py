@@ -141,15 +141,16 @@ def test_search_without_pruning_ranks_all_candidates_by_their_estimates(data128,
 
 def stage1_reference(index, rows=slice(None)):
     """float64 (rescale_P, spread, K1, Kd) of the lists' rows, from the unpacked codes
-    (`kernels.scan.fast_terms`): h the 1-bit prefix code, rescale_P = rescale ||g||^2 / <h, g>."""
+    (`kernels.scan.fast_terms`): h the P-bit prefix code, rescale_P = rescale ||g||^2 / <h, g>."""
     c, lists = index.codec, index.lists
     z = (c._rotated_centroids(index.centroids_)[lists.assignments()] - c._rotated_origin()).astype(np.float64)[rows]
     f = lists.factors[rows].astype(np.float64)
     K1 = f[:, -1] ** 2 if c.tail_dim < c.padded_dim else np.zeros(len(f))
     out = [[], [], None, []]
-    for s, ((start, L, B), codes) in enumerate(zip(c.segments, c.segment_codes(lists.codes[rows]))):
+    for s, ((start, L, B), codes, P) in enumerate(zip(c.segments, c.segment_codes(lists.codes[rows]),
+                                                       c._scan_layout[5])):
         g = grid_vectors(codes, B).astype(np.float64)
-        h = grid_vectors(prefix(codes, B, 1), 1).astype(np.float64)
+        h = grid_vectors(prefix(codes, B, P), P).astype(np.float64)
         norm, rescale = f[:, 2 * s], f[:, 2 * s + 1]
         rescale_p = rescale * (g * g).sum(1) / (h * g).sum(1)
         tan2 = [r ** 2 * (v * v).sum(1) / norm ** 2 - 1 for r, v in ((rescale, g), (rescale_p, h))]
@@ -181,7 +182,7 @@ def test_stage1_terms_equal_a_float64_reference(data128, spec, metric):
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_stage1_estimate_is_unbiased_with_the_spread_it_assumes(data128, metric):
-    """Stage 1 prunes on the 1-bit estimate rescale_P <h, x> less 2 standard deviations of its
+    """Stage 1 prunes on the P-bit estimate rescale_P <h, x> less 2 standard deviations of its
     difference from stage 2's rescale <g, x>; over every probed pair that difference, divided by
     the standard deviation assumed, has mean ~0 and a spread of at most ~1."""
     X, Q = data128
@@ -196,9 +197,10 @@ def test_stage1_estimate_is_unbiased_with_the_spread_it_assumes(data128, metric)
             a, b = lists.offsets[lst], lists.offsets[lst + 1]
             x = QW[qi] - CW[lst] if metric == "l2" else QW[qi]
             diff = var = 0.0
-            for s, ((start, L, B), codes) in enumerate(zip(c.segments, c.segment_codes(lists.codes[a:b]))):
+            for s, ((start, L, B), codes, P) in enumerate(zip(c.segments, c.segment_codes(lists.codes[a:b]),
+                                                               c._scan_layout[5])):
                 xs = x[start:start + L]
-                diff = diff + rescale_p[a:b, s] * (grid_vectors(prefix(codes, B, 1), 1) @ xs) \
+                diff = diff + rescale_p[a:b, s] * (grid_vectors(prefix(codes, B, P), P) @ xs) \
                     - lists.factors[a:b, 2 * s + 1] * (grid_vectors(codes, B) @ xs)
                 var = var + spread[a:b, s] * (xs @ xs)
             z.append(diff / np.sqrt(var))

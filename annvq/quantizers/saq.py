@@ -22,7 +22,7 @@ from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
 from ..kernels.flat import nearest_rows_pruned
-from ..kernels.scan import FAST_PLANES, NO_BOUND, fast_terms, saq_scan, segment_sigmas
+from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_scan, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
 from .allocation import check_bits, plan_segments
@@ -115,7 +115,7 @@ class SAQCodec(Codec):
         words = np.array([length * bits // 64 for _, length, bits in segs], np.int64)
         self._seg_word = np.concatenate([[0], np.cumsum(words)[:-1]]).astype(np.int64)
         # stage 1's FastScan columns: the leading planes of every segment, one after another
-        planes = np.array([min(FAST_PLANES, bits) for _, _, bits in segs], np.int64)
+        planes = np.array([min(bits, max(1, FAST_BITS // length)) for _, length, bits in segs], np.int64)
         widths = np.array([length // 8 for _, length, _ in segs], np.int64)
         cols = np.concatenate([[0], np.cumsum(planes * widths)[:-1]]).astype(np.int64)
         self._fast_bytes = np.concatenate([np.arange(8 * w, 8 * w + p * width) for w, p, width
