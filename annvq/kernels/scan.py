@@ -314,3 +314,13 @@ def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes
     data = (QW, CW, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, seg_byte,
             fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
     return ivf_topk(_saq_begin, _saq_list, data, probes, live, k)
+
+
+@numba.njit(**JIT)
+def saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len,
+                 seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
+    """`saq_scan` on one thread, for a single query: it skips the parallel launch, 5-8 us of a
+    65 us scan on fashion-mnist (docs/benchmarks.md, "SAQ's fast path")."""
+    data = (QW, CW, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, seg_byte,
+            fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
+    return ivf_topk(_saq_begin, _saq_list, data, probes, live, k)

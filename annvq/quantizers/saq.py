@@ -22,7 +22,7 @@ from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
 from ..kernels.flat import nearest_rows_pruned
-from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_scan, segment_sigmas
+from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_scan, saq_scan_one, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
 from .allocation import check_bits, plan_segments
@@ -264,8 +264,9 @@ class SAQCodec(Codec):
         CW = self._rotated_centroids(centroids)
         QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
         probes = plan.cache.get(("saq lists", probe.key), lambda: self._probe(plan, probe, QW, CW))
-        return saq_scan(QW, CW, self._rotated_origin(), msig, probes, *self._packed(lists, CW), *self._scan_layout,
-                        bool(plan.params["prune"]), live, k)
+        scan = saq_scan_one if plan.nq == 1 else saq_scan
+        return scan(QW, CW, self._rotated_origin(), msig, probes, *self._packed(lists, CW), *self._scan_layout,
+                    bool(plan.params["prune"]), live, k)
 
     def _prepare(self, plan):
         """What a search needs of the queries alone: rotated, and their variance bounds."""
