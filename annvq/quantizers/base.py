@@ -24,6 +24,9 @@ class Codec:
     transforms: ClassVar[tuple[str, ...]] = ()
     #: search-time parameters: name -> (type, low, high, default); checked by ``check_params``
     search_params: ClassVar[dict[str, tuple]] = {}
+    #: whether ``fit`` reads the training vectors' list assignment (None is passed otherwise,
+    #: sparing the Index a nearest-centroid search over the whole training set)
+    fit_reads_assignment: ClassVar[bool] = True
 
     def __init__(self, dim: int, metric: str, *, seed: int = 0):
         self.dim = dim
@@ -77,7 +80,7 @@ class Codec:
         if not self.is_trained:
             raise NotTrainedError(f"Cannot {action} before the {self.spec} codec is trained: call fit first.")
 
-    def fit(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> "Codec":
+    def fit(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray | None) -> "Codec":
         return self
 
     def encode(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ class SAQCodec(Codec):
     #: m: stage-0 Chebyshev multiplier, off (inf) by default: on fashion-mnist it pruned no more than
     #: stage 1 does while a single query's bounds cost 10-25 us; prune 0 scores every candidate exactly.
     search_params = {"m": (numbers.Real, 0.0, math.inf, math.inf), "prune": (int, 0, 1, 1)}
+    fit_reads_assignment = False  # the PCA and the plan see the vectors, not their residuals
 
     def __init__(self, dim: int, metric: str, *, bits: float = 4.0, rounds: int = ROUNDS, seed: int = 0):
         super().__init__(dim, metric, seed=seed)
