@@ -106,8 +106,8 @@ def fast_terms(offsets, codes, factors, CW, origin, seg_dim, seg_len, seg_bits, 
     way). With K2_s = ||o_s||^2 + 2 rescale_s <g_s, z_s>, stage 2's sum over segments of
     ||o_s||^2 + ||x_s||^2 - 2 rescale_s <g_s, x_s>, plus the tail's ||o_t||^2 + ||x_t||^2, is
     ||x||^2 + ||o_t||^2 + sum_s K2_s - 2 rescale_s <g_s, y_s>; K1_s is the same for stage 1's h and
-    rescale_P. Stored: K1 = ||o_t||^2 + sum_s K1_s and Kd_s = K2_s - K1_s, what stage 2 adds when it
-    swaps segment s's estimate. The inner-product scores involve no centroid term (``l2`` False:
+    rescale_P. Returned: K1 = ||o_t||^2 + sum_s K1_s, and Kd_s = K2_s - K1_s, what stage 2 adds when
+    it swaps segment s's estimate. The inner-product scores involve no centroid term (``l2`` False:
     K1 = Kd = 0).
     """
     S = seg_dim.shape[0]
