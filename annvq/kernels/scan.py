@@ -237,10 +237,17 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
         start = first + (b - block_offsets[lst]) * BLOCK
         nv = min(BLOCK, end - start)
         tau = scores[0]
-        # Stage 0: the variance bounds, when there are any (m < inf); every loop over the 32 lanes
-        # is branch-free so that it vectorizes.
         for v in range(BLOCK):
             alive[v] = v < nv
+        if live.shape[0]:  # rows outside the bitset (deleted, filtered out) go no further
+            live_lanes = 0
+            for v in range(nv):
+                alive[v] = allowed(live, start + v)
+                live_lanes += alive[v]
+            if live_lanes == 0:
+                continue
+        # Stage 0: the variance bounds, when there are any (m < inf); every loop over the 32 lanes
+        # is branch-free so that it vectorizes.
         if bounded:
             for v in range(BLOCK):
                 bound[v] = xx[S] + lanes[b, 5 * S, v] * lanes[b, 5 * S, v] if l2 else base
@@ -273,12 +280,11 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
                 slack[v] += lanes[b, 2 * S + s, v] * seg[1, s]
         for v in range(BLOCK):
             slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
-        # Stage 2: the accurate estimate of the rows left (never those outside the bitset), whose
-        # code rows are fetched together first (each is a few cache lines read from memory), best
+        # Stage 2: the accurate estimate of the rows left, whose code rows are fetched together first (each is a few cache lines read from memory), best
         # stage-1 bound first: tau then tightens soonest, and the first bound over it ends the block
         n = 0
         for v in range(nv):
-            if alive[v] & (dcur[v] - slack[v] <= tau) & allowed(live, start + v):
+            if alive[v] & (dcur[v] - slack[v] <= tau):
                 prefetch_row(codes, start + v)
                 i = n
                 while i > 0 and dcur[picked[i - 1]] - slack[picked[i - 1]] > dcur[v] - slack[v]:
