@@ -119,26 +119,29 @@ def fast_terms(offsets, codes, factors, CW, origin, seg_dim, seg_len, seg_bits, 
     has_tail = factors.shape[1] > 2 * S
     for lst in numba.prange(offsets.shape[0] - 1):
         z = CW[lst] - origin
+        c = np.empty(seg_len.max(), np.int32)
         for j in range(offsets[lst], offsets[lst + 1]):
             f = factors[j]
             k1 = f[2 * S] * f[2 * S] if has_tail else np.float32(0.0)
             for s in range(S):
                 B, P, L = seg_bits[s], fast_planes[s], seg_len[s]
                 delta, delta_p = 2.0 ** (1 - B), 2.0 ** (1 - P)
-                nbytes = L // 8
+                planes = codes[j, seg_byte[s]:seg_byte[s] + B * (L // 8)]  # zero-based, see subset_sum_tables
+                zs = z[seg_dim[s]:seg_dim[s] + L]
+                c[:L] = 0
+                for p in range(B):  # MSB plane first; each pass over the L dimensions vectorizes
+                    plane = planes[p * (L // 8):(p + 1) * (L // 8)]
+                    for i in range(L):
+                        c[i] = 2 * c[i] + ((plane[i >> 3] >> (i & 7)) & 1)
                 gg = hg = hh = gz = hz = 0.0
                 for i in range(L):
-                    c = 0
-                    for p in range(B):
-                        c = 2 * c + ((codes[j, seg_byte[s] + p * nbytes + i // 8] >> (i % 8)) & 1)
-                    g = delta * (c + 0.5) - 1
-                    h = delta_p * ((c >> (B - P)) + 0.5) - 1
-                    zi = z[seg_dim[s] + i]
+                    g = delta * (c[i] + 0.5) - 1
+                    h = delta_p * ((c[i] >> (B - P)) + 0.5) - 1
                     gg += g * g
                     hg += h * g
                     hh += h * h
-                    gz += g * zi
-                    hz += h * zi
+                    gz += g * zs[i]
+                    hz += h * zs[i]
                 norm, rescale = f[2 * s], f[2 * s + 1]
                 if rescale > 0:
                     rp = rescale * gg / hg
