@@ -204,10 +204,10 @@ class SAQCodec(Codec):
         return self._cached("origin", self.transform_, make)
 
     def _packed(self, lists, CW):
-        """(offsets, block offsets, planes, lanes, K2, codes, factors): the lists' arrays as the scan
-        reads them. Stages 0 and 1 read FastScan blocks lane by lane: the leading planes, and per
-        lane the ||o_s||, the stage-1 rescale and spread, the tail norm and K1. These and K2 are
-        derived from the stored codes here (`kernels.scan.fast_terms`), not stored."""
+        """(offsets, block offsets, planes, lanes, codes): the lists' arrays as the scan reads them.
+        Per FastScan block of 32 rows: the leading planes of every segment, and lane by lane the
+        ||o_s||, the stage-1 rescale and spread, the rescale, Kd, the tail norm and K1, derived
+        from the stored codes and factors here (`kernels.scan.fast_terms`), not stored."""
         def make():
             S = len(self.segments)
             offsets = readonly(lists.offsets)
@@ -288,7 +288,7 @@ class SAQCodec(Codec):
         meta = {"bits": self.bits, "rounds": self.rounds, "plan": self.plan_,
                 "modelled_error": self.modelled_error_}
         arrays = {"transform": self.transform_}
-        if self.origin_ is not None:
+        if self.origin_ is not None and self.origin_ is not self.mean_:  # CAQ's; SAQ's is the PCA mean
             arrays["origin"] = self.origin_
         if self.mean_ is not None:
             arrays.update(mean=self.mean_, components=self.components_, variance=self.variance_)
@@ -297,7 +297,7 @@ class SAQCodec(Codec):
     def load_state(self, meta, arrays):
         self.bits, self.rounds, self.modelled_error_ = meta["bits"], meta["rounds"], meta["modelled_error"]
         self.mean_, self.components_, self.variance_ = (arrays.get(n) for n in ("mean", "components", "variance"))
-        # models saved before the centroid terms had no origin: the PCA mean, or none (r = 0)
+        # SAQ's origin is its PCA mean; a CAQ model saved before the centroid terms has none (r = 0)
         self.origin_ = arrays.get("origin", self.mean_)
         self._set_model(meta["plan"], arrays["transform"])
         return self
