@@ -306,7 +306,7 @@ def test_state_round_trip(data128, spec):
     X, Q = data128
     index = Index(128, spec).train(X).add(X)
     meta, arrays = index.state()
-    assert ("origin" in arrays) == spec.endswith("CAQ4")
+    assert ("codec.origin" in arrays) == spec.endswith("CAQ4")
     copy = Index.from_state(meta, {k: np.array(v) for k, v in arrays.items()}, index.lists)
     for a, b in zip(index.search(Q, 10, nprobe=4), copy.search(Q, 10, nprobe=4)):
         np.testing.assert_array_equal(a, b)
