@@ -169,7 +169,7 @@ def _saq_begin(data, qi):
     for i in range(D):
         y[i] = QW[qi, i] - origin[i] if l2 else QW[qi, i]
     by_dim = np.empty((max(tail_dim // 4, 1), 16), np.uint8)
-    seg = np.empty((5, S), np.float32)  # rows: sum y_s, ||x_s||^2, scale, offset, -m sigma_s
+    seg = np.empty((5, S), np.float32)  # rows: sum y_s, ||x_s||^2, scale, offset, stage-0 bias
     sums = np.empty(2, np.float32)
     for s in range(S):
         bias, step = subset_sum_tables(y, seg_dim[s], seg_len[s], by_dim, sums)
@@ -183,13 +183,16 @@ def _saq_begin(data, qi):
         seg[2, s] = delta_p * step
         seg[3, s] = delta_p * (2 ** P - 1) * bias + (delta_p / 2 - 1) * sums[0]
         seg[4, s] = -msig[qi, s]
+    bounded = False  # stage 0 runs only where some m * sigma is finite (m < inf)
+    for s in range(S):
+        bounded |= msig[qi, s] < NO_BOUND
     qtable = np.empty((2 * fast_dim.shape[0], 16), np.uint8)
     for j in range(fast_dim.shape[0]):  # column j holds dimensions 8 fast_dim[j] .. + 7 of some plane
         qtable[2 * j] = by_dim[2 * fast_dim[j]]
         qtable[2 * j + 1] = by_dim[2 * fast_dim[j] + 1]
     return y, qtable, seg, np.zeros(S + 1, np.float32), np.empty(D, np.float32), np.empty(BLOCK, np.float32), \
         np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32), np.zeros(BLOCK, np.bool_), \
-        np.empty(BLOCK, np.int32), np.empty(BLOCK, np.int64), np.zeros((S, BLOCK), np.float32)
+        np.empty(BLOCK, np.int32), np.empty(BLOCK, np.int64), np.zeros((S, BLOCK), np.float32), bounded
 
 
 @numba.njit(**JIT)
@@ -197,7 +200,7 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
     """Stages 0-2 over the blocks of one list (see the module docstring)."""
     QW, CW, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, seg_byte, \
         fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
-    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, picked, fast = scratch
+    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, picked, fast, bounded = scratch
     ysum, scale, offset, vbias = seg[0], seg[2], seg[3], seg[4]
     D = QW.shape[1]
     S = seg_dim.shape[0]
@@ -222,9 +225,6 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
     else:
         base = -dot(QW[qi], CW[lst])
     coef = np.float32(2.0) if l2 else np.float32(1.0)
-    bounded = False
-    for s in range(S):
-        bounded |= msig[qi, s] < NO_BOUND
     first = offsets[lst]
     end = offsets[lst + 1]
     if not prune:  # stage 2 alone: fast stays 0, and no distance passes WORST
@@ -312,12 +312,10 @@ def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes
     QW (nq, D) and CW (nlist, D) are queries and centroids in the codec's rotated space, origin
     (D,) the point r the centroid terms are taken from (`fast_terms`); msig (nq, S) holds
     m * sigma_s(q) per non-zero segment; codes (n, bytes) uint8 rows of bit planes, segment s
-    from byte seg_byte[s]; factors (n, 2S [+1]) = (||o_s||, rescale_s)..., then the 0-bit tail's
-    norm when tail_dim < D; K2 (n,) the rows' stage-2 centroid terms. Per FastScan block,
-    packed (blocks, columns, 32) holds the fast_planes[s] leading planes of every segment from
-    column fast_col[s] (column j covers dimensions 8 fast_dim[j] .. + 7), and lanes
-    (blocks, 3S + 2, 32) lane by lane the ||o_s||, the rescale_P, the spread (`fast_terms`), the
-    tail norm and K1. ``prune`` False scores every candidate exactly (stage 2 only). ``live``:
+    from byte seg_byte[s]. Per FastScan block, packed (blocks, columns, 32) holds the
+    fast_planes[s] leading planes of every segment from column fast_col[s] (column j covers
+    dimensions 8 fast_dim[j] .. + 7), and lanes (blocks, 5S + 2, 32) lane by lane the ||o_s||,
+    rescale_P, spread (`fast_terms`), rescale and Kd of every segment, then the tail norm and K1. ``prune`` False scores every candidate exactly (stage 2 only). ``live``:
     the rows that may be returned (driver.py).
     """
     data = (QW, CW, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, seg_byte,
