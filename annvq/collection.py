@@ -264,6 +264,25 @@ class Collection:
             raise InvalidParameterError("Cannot train: the collection is empty and no sample was given.")
         model = Index(self.dim, self.spec, self.metric, store_vectors=self.store_vectors,
                       seed=self._config["seed"]).train(X, centroids=centroids)
+        self._install(state, model, ids, vectors, payloads)
+
+    @_writes
+    def adopt_model(self, model: Index) -> None:
+        """Use ``model``, trained elsewhere for this dim, spec, metric and store_vectors, instead
+        of training (one model shared by every shard of `annvq.distributed`): every point is
+        re-encoded and persisted; durable when it returns."""
+        blank = self._blank
+        want = (blank.dim, str(blank.spec), blank.metric, blank.store_vectors)
+        got = (model.dim, str(model.spec), model.metric, model.store_vectors)
+        if not model.is_trained or got != want:
+            raise InvalidParameterError(
+                f"Cannot adopt a model with (dim, spec, metric, store_vectors) = {got} "
+                f"(trained: {model.is_trained}): collection {self.path} needs a trained {want}.")
+        state = self._state
+        self._install(state, model, *self._gather(state))
+
+    def _install(self, state: State, model: Index, ids, vectors, payloads) -> None:
+        """Commit ``model`` with every live point encoded by it into one segment."""
         schema = self.payload_indexes
         new = [Segment.encoded(model.encode_lists(vectors, ids), ids, payloads, schema)] if len(ids) else []
         self._commit(replace(state, model=model, parts=()), new, new_model=True)
