@@ -12,6 +12,7 @@ distance +inf (l2) or -inf (ip, cosine).
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from dataclasses import replace
 
 import numpy as np
@@ -180,19 +181,24 @@ class Index:
         hold such rows: then the nprobe nearest of those are read (`ivf.Probe`)."""
         self._check_trained("search")
         lists = self.lists if lists is None else lists  # one snapshot for the whole call
-        probe = self._probe(plan.nprobe)
-        if keep is not None:
-            # the nprobe nearest kept lists are expected among the nprobe / (kept fraction)
-            # nearest of all; twice that leaves room for the spread between queries
-            wide = min(self.nlist, -(-2 * plan.nprobe * self.nlist // max(int(keep.sum()), 1)))
-            probe = replace(self._probe(wide), keep=keep, budget=plan.nprobe)
-        with at_most(plan.nq):
+        probe = self.probe(plan.nprobe, keep)
+        serial = plan.nq <= self.codec.serial_queries and not plan.rerank
+        with nullcontext() if serial else at_most(plan.nq):
             scores, rows = self.codec.search(plan, self.centroids_, lists, probe,
                                              plan.k * max(plan.rerank, 1), live)
             if plan.rerank:
                 alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)
                 scores, rows = rerank_exact(plan.queries, rows, readonly(lists.vectors), alpha, plan.k)
         return scores[:, :plan.k], rows[:, :plan.k]
+
+    def probe(self, nprobe: int, keep: np.ndarray | None = None) -> Probe:
+        """The `Probe` of the nprobe nearest lists, or with ``keep`` of the nprobe nearest kept ones."""
+        if keep is None:
+            return self._probe(nprobe)
+        # the nprobe nearest kept lists are expected among the nprobe / (kept fraction)
+        # nearest of all; twice that leaves room for the spread between queries
+        wide = min(self.nlist, -(-2 * nprobe * self.nlist // max(int(keep.sum()), 1)))
+        return replace(self._probe(wide), keep=keep, budget=nprobe)
 
     def _probe(self, n: int) -> Probe:
         """The `Probe` of n lists over this model's centroids, made once per n and model."""

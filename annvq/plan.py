@@ -9,7 +9,6 @@ across segments as they are; `SearchPlan.report` turns them into reported distan
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
@@ -105,5 +104,5 @@ def make_plan(Q, k, *, dim: int, metric: str, nlist: int, codec, owner: str, npr
             "rerank needs the raw vectors: build the index with store_vectors=True or a ',Rerank' spec."
         )
     X = metric_vectors(Q, dim, metric, name="queries")
-    return SearchPlan(readonly(X), metric, k, nprobe, rerank, MappingProxyType(codec.check_params(opts)),
+    return SearchPlan(readonly(X), metric, k, nprobe, rerank, codec.check_params(opts),
                       QueryCache())

@@ -10,7 +10,7 @@ from naive import clustered, exact_knn, recall
 from annvq import Index
 from annvq.errors import InvalidParameterError, InvalidSpecError, InvalidVectorsError
 from annvq.ivf import nearest_lists
-from annvq.kernels.flat import nearest_rows_pruned
+from annvq.kernels.probe import leading_columns, nearest_centroids, nearest_centroids_batch
 from annvq.kernels.scan import fast_terms
 from annvq.quantizers.code_adjustment import grid_vectors, prefix
 from annvq.linalg import apply_pca, fit_pca, pad64, random_orthogonal
@@ -249,21 +249,27 @@ def test_end_to_end_recall_at_8_bits():
 
 @pytest.mark.parametrize("decay", [0.0, 0.05])
 def test_pruned_probe_equals_brute_force(decay):
-    """Partial-distance probing returns the exact n nearest rows, best first, on a skewed
-    spectrum (where it prunes) and a flat one (where it cannot)."""
+    """Partial-distance probing (one query at a time and a batch) returns the exact n nearest
+    rows, best first, on a skewed spectrum (where it prunes) and a flat one (where it cannot)."""
     rng = np.random.default_rng(5)
     scale = np.exp(-decay * np.arange(192)).astype(np.float32)
     C = rng.standard_normal((300, 192)).astype(np.float32) * scale
-    X = rng.standard_normal((8, 192)).astype(np.float32) * scale
+    X = rng.standard_normal((40, 192)).astype(np.float32) * scale
     d = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)
+    lead = leading_columns(C)
     for n in (1, 7, 300):
-        np.testing.assert_array_equal(nearest_rows_pruned(X, C, n), np.argsort(d, axis=1)[:, :n])
+        truth = np.take_along_axis(d, np.argsort(d, axis=1)[:, :n], 1)
+        for got in (nearest_centroids(X[:8], C, lead, n), nearest_centroids_batch(X, C, lead, n)):
+            assert all(len(set(row)) == n for row in got)
+            # the n nearest, best first, up to float32 rounding between near-equal distances
+            np.testing.assert_allclose(np.take_along_axis(d[:len(got)], got, 1), truth[:len(got)], rtol=1e-5)
 
 
 @pytest.mark.parametrize("spec", ["IVF16,SAQ4", "IVF16,SAQ1.5", "IVF16,CAQ4"])
 def test_single_queries_probe_the_lists_a_batch_probes(data128, spec):
-    """A few queries find their lists in the codec's space, a batch through faiss on the raw
-    vectors: both scan the same lists, so the results agree query by query."""
+    """One query and a batch find their lists by different kernels (in SAQ's PCA basis, or
+    through faiss on the raw vectors for CAQ's batches), which agree: so do the results, query
+    by query."""
     X, Q = data128
     index = Index(128, spec).train(X).add(X)
     D, I = index.search(Q, 10, nprobe=4)

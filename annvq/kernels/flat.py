@@ -9,7 +9,7 @@ import numba
 import numpy as np
 
 from .config import JIT, PARALLEL_JIT
-from .driver import WORST, allowed, ivf_topk, new_heaps
+from .driver import allowed, ivf_topk, new_heaps
 from .topk import heap_push, heap_sort
 
 
@@ -127,7 +127,7 @@ def small_matmul(X, W):
 def nearest_rows(X, C, n, l2):
     """The n rows of C nearest to each row of X, best first: by L2, or by largest inner product.
     For a few queries, on the calling thread (batches go through faiss's BLAS). Rows are read
-    in place, as in `nearest_rows_pruned`."""
+    in place."""
     nx = X.shape[0]
     out_s, out = new_heaps(nx, n)
     for r in range(nx):
@@ -135,42 +135,5 @@ def nearest_rows(X, C, n, l2):
         labels = out[r]
         for j in range(C.shape[0]):
             heap_push(scores, labels, row_score(X, r, C, j, l2), j)
-        heap_sort(scores, labels)
-    return out
-
-
-#: `nearest_rows_pruned` compares a partial distance with the n-th best every this many dimensions.
-PRUNE_STEP = 64
-
-
-@numba.njit(**JIT)
-def nearest_rows_pruned(X, C, n):
-    """The n rows of C nearest to each row of X in L2, best first (dimension a multiple of 64).
-
-    Exact partial-distance search: a row of C is dropped once its distance over the leading
-    dimensions passes the n-th best so far. In a PCA basis the leading dimensions hold most of
-    the distance, so most rows are dropped after 64-128 dimensions and little of C is read.
-    Elements are read by unsigned index, not through row views or a loop from a runtime start:
-    either keeps numba's reference counting or negative-index wraparound on every load, and
-    then LLVM does not vectorise the step (docs/benchmarks.md, "The search path").
-    """
-    nx, D = X.shape
-    scores = np.empty(n, np.float32)
-    out = np.empty((nx, n), np.int64)
-    for r in range(nx):
-        scores[:] = WORST
-        labels = out[r]
-        labels[:] = -1
-        for j in range(C.shape[0]):
-            tau = scores[0]
-            s = np.float32(0.0)
-            for a in range(0, D, PRUNE_STEP):
-                if s >= tau:
-                    break
-                for t in range(PRUNE_STEP):
-                    i = np.uint64(a + t)
-                    d = X[r, i] - C[j, i]
-                    s += d * d
-            heap_push(scores, labels, s, j)
         heap_sort(scores, labels)
     return out

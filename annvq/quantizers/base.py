@@ -8,8 +8,11 @@ inner product for ``ip`` (cosine reaches a codec as ``ip`` on unit vectors).
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,6 +30,9 @@ class Codec:
     #: whether ``fit`` reads the training vectors' list assignment (None is passed otherwise,
     #: sparing the Index a nearest-centroid search over the whole training set)
     fit_reads_assignment: ClassVar[bool] = True
+    #: a search of at most this many queries runs on the calling thread alone, so the Index has no
+    #: numba thread team to cap around it (`threads.at_most`, 2-3 us per call)
+    serial_queries: ClassVar[int] = 0
 
     def __init__(self, dim: int, metric: str, *, seed: int = 0):
         self.dim = dim
@@ -138,10 +144,15 @@ class Codec:
         self._cache[(key, id(obj))] = (weakref.ref(obj), value)
         return value
 
-    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Fill defaults and validate codec-specific search parameters; unknown names raise."""
-        if not params:  # the defaults, valid by construction
-            return {name: spec[3] for name, spec in self.search_params.items()}
+    @functools.cached_property
+    def _default_params(self) -> Mapping[str, Any]:
+        """The search parameters at their defaults, made once (every search without knobs reads them)."""
+        return MappingProxyType({name: spec[3] for name, spec in self.search_params.items()})
+
+    def check_params(self, params: dict[str, Any]) -> Mapping[str, Any]:
+        """Fill defaults and validate codec-specific search parameters, read-only; unknown names raise."""
+        if not params:  # valid by construction
+            return self._default_params
         out = {}
         for name, (typ, lo, hi, default) in self.search_params.items():
             value = params.get(name, default)
@@ -151,7 +162,7 @@ class Codec:
                     f"[{lo}, {hi}]. Got {value!r}."
                 )
             out[name] = value
-        return out
+        return MappingProxyType(out)
 
     # --- persistence: plain arrays and JSON, no pickles ------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

@@ -21,7 +21,7 @@ import numpy as np
 from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
-from ..kernels.flat import nearest_rows_pruned
+from ..kernels.probe import leading_columns, nearest_centroids, nearest_centroids_batch
 from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_scan, saq_scan_one, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
@@ -40,6 +40,7 @@ class SAQCodec(Codec):
     #: stage 1 does while a single query's bounds cost 10-25 us; prune 0 scores every candidate exactly.
     search_params = {"m": (numbers.Real, 0.0, math.inf, math.inf), "prune": (int, 0, 1, 1)}
     fit_reads_assignment = False  # the PCA and the plan see the vectors, not their residuals
+    serial_queries = 1  # one query: the rotation, probe and scan kernels all run on its thread
 
     def __init__(self, dim: int, metric: str, *, bits: float = 4.0, rounds: int = ROUNDS, seed: int = 0):
         super().__init__(dim, metric, seed=seed)
@@ -112,6 +113,7 @@ class SAQCodec(Codec):
         self.transform_ = np.ascontiguousarray(transform, dtype=np.float32)
         self._cache = {}
         segs = self.segments
+        self._unbounded = readonly(np.full((1, len(segs)), NO_BOUND, np.float32))  # one query's, m = inf
         self._seg_arrays = tuple(np.array([s[i] for s in segs], np.int64) for i in range(3))
         words = np.array([length * bits // 64 for _, length, bits in segs], np.int64)
         self._seg_word = np.concatenate([[0], np.cumsum(words)[:-1]]).astype(np.int64)
@@ -194,6 +196,10 @@ class SAQCodec(Codec):
     def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
         return self._cached("centroids", centroids, lambda: readonly(np.ascontiguousarray(self.rotate(centroids))))
 
+    def _leading(self, centroids: np.ndarray) -> np.ndarray:
+        """The rotated centroids' leading columns, as `kernels.probe` reads them."""
+        return self._cached("leading", centroids, lambda: readonly(leading_columns(self._rotated_centroids(centroids))))
+
     def _rotated_origin(self) -> np.ndarray:
         """The origin r of the centroid terms in the rotated space; the inner-product scan keeps
         the raw query (its estimate of <o, q> does not involve the centroid), so r = 0 there."""
@@ -248,7 +254,7 @@ class SAQCodec(Codec):
         single segment has no stage 0 (docs/algorithms.md §7.4). A few queries take one numba call, batches BLAS."""
         S = len(self._seg_arrays[0])
         if S <= 1 or not math.isfinite(m):
-            return np.full((len(QW), S), NO_BOUND, np.float32)
+            return self._unbounded if len(QW) == 1 else np.full((len(QW), S), NO_BOUND, np.float32)
         seg_dim, seg_len, _ = self._seg_arrays
         maps, offsets, means = self._sigma_maps()
         if len(QW) <= SMALL_ROWS:
@@ -264,24 +270,26 @@ class SAQCodec(Codec):
         self._check_trained("search")
         CW = self._rotated_centroids(centroids)
         QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
-        probes = plan.cache.get(("saq lists", probe.key), lambda: self._probe(plan, probe, QW, CW))
+        probes = plan.cache.get(("saq lists", probe.key), lambda: self._probe(plan, probe, QW, CW, centroids))
         scan = saq_scan_one if plan.nq == 1 else saq_scan
         return scan(QW, CW, self._rotated_origin(), msig, probes, *self._packed(lists, CW), *self._scan_layout,
                     bool(plan.params["prune"]), live, k)
 
     def _prepare(self, plan):
         """What a search needs of the queries alone: rotated, and their variance bounds."""
-        QW = readonly(np.ascontiguousarray(self.rotate(plan.queries)))
+        QW = self.rotate(plan.queries)  # C-contiguous and writable from either path of `matmul`
         return QW, self.variance_bounds(QW, float(plan.params["m"]))
 
-    def _probe(self, plan, probe, QW, CW):
-        """The lists to scan. For a few L2 queries they are found in the codec's PCA basis, which
-        the rotated queries are in already: there partial distances drop most centroids after
-        64-128 of the dimensions (13-16% of the centroids read on fashion-mnist); batches use
-        BLAS through the probe."""
-        if probe.metric == "l2" and self.mean_ is not None and plan.nq <= SMALL_ROWS:
-            return probe.restrict(nearest_rows_pruned(QW, CW, probe.n))
-        return plan.lists(probe)
+    def _probe(self, plan, probe, QW, CW, centroids):
+        """The lists to scan. For L2 they are found in the codec's PCA basis, which the rotated
+        queries are in already: there the leading 64 dimensions rule out most centroids
+        (`kernels.probe`, half the time of faiss's BLAS search over the raw centroids on
+        fashion-mnist). CAQ's basis is a random rotation, and inner product has no partial
+        bound: those go through the probe."""
+        if probe.metric != "l2" or self.mean_ is None:
+            return plan.lists(probe)
+        nearest = nearest_centroids if plan.nq <= SMALL_ROWS else nearest_centroids_batch
+        return probe.restrict(nearest(QW, CW, self._leading(centroids), probe.n))
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):
