@@ -51,7 +51,7 @@ def nearest_lists(X: np.ndarray, centroids: np.ndarray, metric: str, n: int, *,
 @dataclass(frozen=True)
 class Probe:
     """Which lists a scan reads: the n nearest centroids of each query. A codec that holds the
-    centroids in a better space may find them itself (SAQ: `nearest_rows_pruned`) and passes
+    centroids in a better space may find them itself (SAQ: `kernels.probe`) and passes
     them through `restrict`; a search plan remembers the answer under `key` for the segments that
     share the model (`SearchPlan.lists`).
 
