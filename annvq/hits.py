@@ -23,7 +23,8 @@ from .segments import Part
 class Hits:
     """distances and ids (nq, k) best first (id -1, distance +-inf: no result); part (nq, k)
     indexes ``parts``, row (nq, k) is the row within that part's segment; nprobe (nq,) the lists
-    each query read; strategy how the parts were scanned (`annvq.part_search`, "+"-joined)."""
+    each query read; strategy how the parts were scanned ("ivf", "ivf-raw", "flat",
+    "exact": `annvq.part_search`; "+"-joined)."""
 
     distances: np.ndarray
     ids: np.ndarray

@@ -2,6 +2,10 @@
 
 * ``ivf``: the model's scan over the part's encoded lists, with the bitset of the allowed rows
   (live, and passing the filter) inside the kernel.
+* ``ivf-raw``: a filter allows at most ``RAW_IVF`` of the rows of the lists it may probe (and
+  raw vectors are stored): the same probed lists, but only their allowed rows, scored exactly
+  from the raw vectors. The codec's scan reads every row of a list; this reads 3 KB (784-d) per
+  allowed row and nothing for the rest.
 * ``flat``: a filter leaves few rows, against what a probe of ``nprobe`` lists would read
   (``reads = rows * nprobe / nlist``): those rows are scanned exhaustively, up to ``reads`` rows
   (``RAW_FLAT * reads`` for a batch over raw vectors). Over raw vectors when stored (exact
@@ -17,9 +21,10 @@ import numpy as np
 from .errors import InvalidParameterError
 from .filters import Bool
 from .index import Index
+from .ivf import InvertedLists
 from .kernels.config import readonly
 from .kernels.driver import WORST
-from .kernels.flat import ivf_flat_scan, rows_flat_scan
+from .kernels.flat import ivf_flat_scan, ivf_raw_scan, ivf_raw_scan_one, rows_flat_scan
 from .linalg import SMALL_ROWS
 from .plan import QueryCache, SearchPlan
 from .segments import Part
@@ -31,6 +36,10 @@ from .threads import at_most
 #: gets no GEMM: it streams 3 KB of floats per row from memory against ~430 B of SAQ4 code, so
 #: it goes flat only below ``reads``.
 RAW_FLAT = 3
+#: the largest fraction of the rows of the lists a probe may read (those holding any allowed
+#: row) that a filter may allow for ``ivf-raw``. On fashion-mnist (batch, 1 thread) it beat
+#: SAQ4's scan 1.4x at a random 10% and lost 1.3x at 20% (docs/benchmarks.md, "Filtered search").
+RAW_IVF = 0.15
 #: a batch gathers the allowed rows into a copy of at most this many bytes for BLAS
 GATHER_BYTES = 256 << 20
 
@@ -65,6 +74,19 @@ def exact_scan(plan: SearchPlan, vectors: np.ndarray, part: Part, pred: Bool | N
                          readonly(norms), np.float32(-2.0 if l2 else -1.0), allowed, plan.k)
 
 
+def raw_ivf_scan(model: Index, plan: SearchPlan, lists: InvertedLists, allowed: np.ndarray,
+                 keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(raw scores, rows) of the allowed rows of the lists ``model`` probes (the nearest kept
+    ones with ``keep``), exact over the raw vectors, which are read for those rows alone."""
+    probes = plan.lists(model.probe(plan.nprobe, keep))
+    data = (plan.queries, probes, readonly(lists.offsets), readonly(lists.vectors), plan.metric == "l2", allowed,
+            plan.k)
+    if plan.nq == 1:
+        return ivf_raw_scan_one(*data)
+    with at_most(plan.nq):
+        return ivf_raw_scan(*data)
+
+
 def scan_part(model: Index | None, part: Part, plan: SearchPlan, pred: Bool | None, allowed: np.ndarray,
               count: int, *, exact: bool) -> tuple[np.ndarray, np.ndarray, str]:
     """(raw scores, rows, strategy) of the best of the ``count`` rows of ``part`` that are live
@@ -79,6 +101,10 @@ def scan_part(model: Index | None, part: Part, plan: SearchPlan, pred: Bool | No
             every = plan._replace(nprobe=model.nlist, cache=QueryCache())
             return (*model.scan(every, seg.lists, allowed), "flat")
         keep = None if pred is None else seg.matching(pred).lists
+        if pred is not None and seg.vectors is not None:
+            read = seg.rows if keep is None else int(np.diff(seg.lists.offsets)[keep].sum())
+            if count <= RAW_IVF * read:
+                return (*raw_ivf_scan(model, plan, seg.lists, allowed, keep), "ivf-raw")
         return (*model.scan(plan, seg.lists, allowed, keep), "ivf")
     if seg.vectors is None:
         raise InvalidParameterError(

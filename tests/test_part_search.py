@@ -1,5 +1,6 @@
-"""How a part is searched: the scan of a few rows by number against a float64 reference, and the
-planner's choice between IVF with a bitset and an exhaustive scan of the rows a filter allows."""
+"""How a part is searched: the scans of a few rows by number and of the allowed rows of probed
+lists against a float64 reference, and the planner's choice between IVF with a bitset, IVF over
+the raw vectors of the allowed rows and an exhaustive scan of the rows a filter allows."""
 
 import numpy as np
 import pyarrow as pa
@@ -9,7 +10,8 @@ from annvq import Index
 from annvq.filters import parse_filter
 from annvq.ivf import Probe
 from annvq.kernels.config import readonly
-from annvq.kernels.flat import rows_flat_scan
+from annvq.kernels.driver import ALL_ROWS, row_bitset
+from annvq.kernels.flat import ivf_raw_scan, ivf_raw_scan_one, rows_flat_scan
 from annvq.part_search import scan_part
 from annvq.segments import Part, Segment
 from naive import clustered
@@ -34,6 +36,43 @@ def test_rows_flat_scan_pads_when_fewer_rows_than_k():
     X = clustered(50, DIM, seed=5)
     scores, found = rows_flat_scan(readonly(X[:2]), readonly(np.array([4, 9])), readonly(X), True, 5)
     assert (found[:, :2] >= 0).all() and (found[:, 2:] == -1).all()
+
+
+def float64_topk(Q, X, candidates, l2: bool, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) (nq, k) of the best candidates (a list of row arrays per query) in float64,
+    -1 padded: the reference of the exact scans."""
+    rows, scores = np.full((len(Q), k), -1), np.full((len(Q), k), np.inf)
+    for i, cand in enumerate(candidates):
+        x, q = X[cand].astype(np.float64), Q[i].astype(np.float64)
+        ref = ((x - q) ** 2).sum(1) if l2 else -(x @ q)
+        order = np.argsort(ref, kind="stable")[:k]
+        rows[i, :len(order)], scores[i, :len(order)] = cand[order], ref[order]
+    return scores, rows
+
+
+@pytest.mark.parametrize("l2", [True, False])
+@pytest.mark.parametrize("filtered", [True, False])
+def test_ivf_raw_scan_equals_float64_reference(l2, filtered):
+    """Every query's allowed rows of its probed lists (-1: no list), scored exactly in place,
+    best k, -1 padded; the serial twin agrees query by query."""
+    rng = np.random.default_rng(11)
+    X, Q = clustered(400, DIM, seed=11), clustered(6, DIM, seed=12)
+    offsets = np.array([0, 0, 90, 100, 260, 400])  # list 0 empty, list 2 short
+    probes = np.array([[1, 3, -1], [4, 2, 1], [0, -1, -1], [2, -1, 0], [3, 4, 1], [-1, -1, 4]])
+    mask = rng.random(len(X)) < 0.3 if filtered else np.ones(len(X), bool)
+    live = row_bitset(mask) if filtered else ALL_ROWS
+    candidates = [np.array([j for lst in row if lst >= 0 for j in range(offsets[lst], offsets[lst + 1]) if mask[j]],
+                           np.int64) for row in probes]
+    ref_scores, ref_rows = float64_topk(Q, X, candidates, l2, 25)
+    args = readonly(offsets), readonly(X), l2, readonly(live), 25
+    scores, rows = ivf_raw_scan(readonly(Q), readonly(probes), *args)
+    np.testing.assert_array_equal(rows, ref_rows)
+    assert (rows[2] == -1).all() and (rows[3, :len(candidates[3])] >= 0).all()
+    np.testing.assert_allclose(scores[rows >= 0], ref_scores[rows >= 0], rtol=1e-4, atol=1e-3)
+    for i in range(len(Q)):
+        one_scores, one_rows = ivf_raw_scan_one(readonly(Q[i:i + 1]), readonly(probes[i:i + 1]), *args)
+        np.testing.assert_array_equal(one_rows[0], rows[i])
+        np.testing.assert_array_equal(one_scores[0], scores[i])
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["raw", "codes"])
@@ -82,3 +121,27 @@ def test_probe_reads_the_nearest_lists_a_filter_keeps(nq):
     few = Probe(readonly(C), "l2", 8, keep=keep, budget=5)(X)
     expected = [[lst for lst in row[:8] if keep[lst]][:5] for row in ranked]
     np.testing.assert_array_equal(few, [row + [-1] * (5 - len(row)) for row in expected])
+
+
+@pytest.mark.parametrize("nq", [1, 5])  # the serial kernel for one query, the parallel one for more
+def test_sparse_filter_scans_the_allowed_rows_of_the_probed_lists_over_raw_vectors(encoded, nq):
+    """10% of the rows allowed, more than an nprobe-1 probe reads: with raw vectors ``ivf-raw``,
+    the exact top k of the allowed rows in each query's nearest list; with codes only the
+    codec's scan (``ivf``) with the bitset."""
+    model, part, X = encoded
+    pred = parse_filter({"must": {"key": "n", "range": {"lt": 10}}}, {"n": "integer"})
+    bits, count = part.allowed(pred)
+    plan = model.plan(X[:nq] + 0.01, 10, nprobe=1)
+    scores, rows, ran = scan_part(model, part, plan, pred, bits, count, exact=False)
+    seg = part.segment
+    assert (seg.ids[rows] % 100 < 10).all()
+    if seg.vectors is None:
+        assert ran == "ivf"
+        return
+    assert ran == "ivf-raw"
+    nearest = np.argmin(((plan.queries[:, None] - model.centroids_[None]) ** 2).sum(-1), axis=1)
+    candidates = [np.array([j for j in range(seg.lists.offsets[lst], seg.lists.offsets[lst + 1])
+                            if seg.ids[j] % 100 < 10], np.int64) for lst in nearest]
+    ref_scores, ref_rows = float64_topk(plan.queries, seg.vectors, candidates, True, 10)
+    np.testing.assert_array_equal(rows, ref_rows)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-4, atol=1e-3)
