@@ -63,6 +63,14 @@ class CollectionClosedError(AnnvqError, RuntimeError):
     """Using a collection after close()."""
 
 
+class UnsupportedOperationError(AnnvqError, RuntimeError):
+    """An operation this kind of collection does not offer (e.g. retraining a sharded cluster)."""
+
+
+class ShardUnavailableError(AnnvqError, RuntimeError):
+    """A shard of a sharded collection gave no answer in time (dead, restarting or overloaded)."""
+
+
 class InvalidFilterError(InvalidParameterError):
     """A filter that is malformed, names an unindexed field or compares it with the wrong type."""
 
@@ -86,5 +94,7 @@ CODES: dict[type[AnnvqError], str] = {
     UnsupportedFormatError: "unsupported_format",
     InvalidFileError: "invalid_file",
     StorageError: "storage_error",
+    UnsupportedOperationError: "unsupported",
+    ShardUnavailableError: "shard_unavailable",
     AnnvqError: "bad_request",
 }

@@ -72,6 +72,22 @@ def read_vectors(path, *, key: str | None = None) -> np.ndarray:
     return out
 
 
+def sample_rows(path, size: int, *, key: str | None = None, seed: int = 0,
+                chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """``size`` distinct rows drawn uniformly from the file (all of them when it has no more),
+    gathered chunk by chunk into one float32 array: a training sample in bounded memory."""
+    n, dim = inspect_vectors(path, key=key)
+    size = min(check_int(size, "size", "sample_rows"), n)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False)) if size < n else np.arange(n)
+    sample = np.empty((size, dim), np.float32)
+    start = 0
+    for chunk in iter_vector_chunks(path, key=key, chunk_rows=chunk_rows):
+        lo, hi = np.searchsorted(rows, [start, start + len(chunk)])
+        sample[lo:hi] = chunk[rows[lo:hi] - start]
+        start += len(chunk)
+    return sample
+
+
 def read_ids(path, column: str) -> np.ndarray:
     """An integer column of a Parquet or Arrow file as int64 (external ids next to vectors)."""
     import pyarrow as pa

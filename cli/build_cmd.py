@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .main import user_errors
-from .options import metric_option, quiet_option, set_threads, spec_option, threads_option
+from .options import metric_option, quiet_option, require_ray, set_threads, spec_option, threads_option
 
 #: default number of training vectors (k-means itself samples about 50 x nlist of them)
 DEFAULT_TRAIN_SIZE = 100_000
@@ -50,22 +50,6 @@ class BuildReport:
         ])
 
 
-def _training_sample(src, key, n: int, dim: int, size: int, seed: int):
-    """``size`` distinct rows drawn uniformly from the file, gathered chunk by chunk into one array."""
-    import numpy as np
-
-    from annvq.io import iter_vector_chunks
-
-    rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False)) if size < n else np.arange(n)
-    sample = np.empty((size, dim), np.float32)
-    start = 0
-    for chunk in iter_vector_chunks(src, key=key, chunk_rows=CHUNK_ROWS):
-        lo, hi = np.searchsorted(rows, [start, start + len(chunk)])
-        sample[lo:hi] = chunk[rows[lo:hi] - start]
-        start += len(chunk)
-    return sample
-
-
 def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = None,
                      vector_col: str | None = None, train_size: int | None = None, seed: int = 0,
                      store_vectors: bool = False, quiet: bool = False) -> BuildReport:
@@ -75,7 +59,7 @@ def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = 
     from tqdm.auto import tqdm
 
     from annvq.collection import Collection
-    from annvq.io import inspect_vectors, iter_vector_chunks, read_ids
+    from annvq.io import inspect_vectors, iter_vector_chunks, read_ids, sample_rows
     from annvq.validation import as_ids
 
     out = Path(out)
@@ -89,7 +73,7 @@ def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = 
         size = min(n, train_size or DEFAULT_TRAIN_SIZE)
         if not quiet:
             click.echo(f"training {spec} on {size:,} of {n:,} vectors ...", err=True)
-        col.train(_training_sample(src, vector_col, n, dim, size, seed))
+        col.train(sample_rows(src, size, key=vector_col, seed=seed, chunk_rows=CHUNK_ROWS))
         t1 = time.perf_counter()
         done = buffered = 0
         # The bar counts encoded, persisted rows: upserts only buffer, persist() does the work.
@@ -132,9 +116,15 @@ def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and k-means.")
 @click.option("--store-vectors", "--keep-vectors", "store_vectors", is_flag=True,
               help="Also store raw float32 vectors (for --rerank, --exact and get with vectors).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS|local",
+              help="Build a sharded cluster on Ray (pip install annvq[ray]): 'local' starts Ray here, "
+                   "else the address of a running cluster (the file must be readable by this process).")
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Shards of a --ray build (one Ray actor and one collection directory each).")
 @quiet_option
 @user_errors
-def build(src, out, spec, metric, ids_col, vector_col, train_size, threads, seed, store_vectors, quiet):
+def build(src, out, spec, metric, ids_col, vector_col, train_size, threads, seed, store_vectors, ray_address,
+          shards, quiet):
     """Build a collection from a vector file (.npy, .fvecs, .bvecs, .hdf5, .parquet, .arrow).
 
     Trains on a random sample, then adds every vector in chunks with a progress bar, persists,
@@ -145,9 +135,33 @@ def build(src, out, spec, metric, ids_col, vector_col, train_size, threads, seed
       annvq build datasets/fashion-mnist-784-euclidean.hdf5 --out db/fmnist
       annvq build emb.parquet --out db/docs --vector-col embedding --ids-col id --metric cosine
       annvq build base.fvecs --out db/sift --spec IVF4096,SAQ2 --train-size 200000 --threads 8
+      annvq build base.fvecs --out db/sift4 --ray local --shards 4 --threads 1
     """
+    if (ray_address is None) != (shards is None):
+        raise click.UsageError("--ray and --shards go together: a sharded build needs both.")
+    if ray_address is not None:
+        click.echo(build_on_ray(src, out, ray_address, shards, spec=spec, metric=metric, ids_col=ids_col,
+                                vector_col=vector_col, train_size=train_size, seed=seed,
+                                store_vectors=store_vectors, threads=threads, quiet=quiet))
+        return
     set_threads(threads)
     report = build_collection(src, out, spec=spec, metric=metric, ids_col=ids_col,
                               vector_col=vector_col, train_size=train_size, seed=seed,
                               store_vectors=store_vectors, quiet=quiet)
     click.echo(report.summary())
+
+
+def build_on_ray(src, out, address: str, shards: int, *, threads: int | None, quiet: bool, **options) -> str:
+    """Build a sharded cluster (`annvq.distributed.build_sharded`); returns the summary. Each
+    shard's kernels get ``threads`` threads (default: all cores of its node)."""
+    from annvq.distributed import build_sharded, connect
+
+    require_ray()
+
+    connect(address)
+    if not quiet:
+        click.echo(f"training {options['spec']} and starting {shards} shards ...", err=True)
+    made = build_sharded(src, out, shards=shards, threads=threads, quiet=quiet, **options)
+    report = BuildReport(Path(made.path), made.count, made.dim, made.spec, made.metric, made.train_seconds,
+                         made.add_seconds, made.bytes_on_disk)
+    return f"{report.summary()}\n  shards: {made.shards} (Ray), cluster manifest in {made.path}/CLUSTER"

@@ -63,3 +63,11 @@ def set_threads(threads: int | None) -> None:
             f"at most {numba.config.NUMBA_NUM_THREADS} threads on this machine; got {threads}.",
             param_hint="'--threads'")
     cap(threads)
+
+
+def require_ray() -> None:
+    """A clear error when a --ray option is used without the Ray extra installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise click.ClickException("--ray needs Ray: pip install 'annvq[ray]'.")

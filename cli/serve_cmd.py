@@ -9,6 +9,7 @@ import click
 from service.server_threads import SERVER_THREAD_ENV, use_server_threads  # noqa: F401
 
 from .main import user_errors
+from .options import require_ray
 
 
 @click.command("serve")
@@ -27,6 +28,13 @@ from .main import user_errors
               help="Require this key ('api-key' header or 'Authorization: Bearer') on every "
                    "endpoint but /healthz and /readyz. Prefer the environment variable.")
 @click.option("--no-warmup", is_flag=True, help="Skip compiling kernels at start-up.")
+@click.option("--ray", "ray_address", envvar="ANNVQ_RAY", default=None, metavar="ADDRESS|local",
+              help="Also serve the sharded clusters under DATA_DIR (built by 'annvq build --ray') over "
+                   "Ray: 'local' starts Ray here, else a running cluster's address.")
+@click.option("--shard-timeout", envvar="ANNVQ_SHARD_TIMEOUT", type=click.FloatRange(min=0, min_open=True),
+              default=30.0, show_default=True,
+              help="Seconds a search waits for a cluster's shards; later ones are left out and named "
+                   "in the answer's coverage.")
 @click.option("--log-level", envvar="ANNVQ_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(**options):
@@ -34,7 +42,8 @@ def serve(**options):
 
     \b
     Every option can also come from the environment: ANNVQ_DATA_DIR, ANNVQ_HOST, ANNVQ_PORT,
-    ANNVQ_MAX_REQUEST_MB, ANNVQ_THREADS, ANNVQ_READ_ONLY, ANNVQ_API_KEY, ANNVQ_LOG_LEVEL.
+    ANNVQ_MAX_REQUEST_MB, ANNVQ_THREADS, ANNVQ_READ_ONLY, ANNVQ_API_KEY, ANNVQ_LOG_LEVEL,
+    ANNVQ_RAY, ANNVQ_SHARD_TIMEOUT.
     API docs: http://HOST:PORT/docs
 
     \b
@@ -42,18 +51,23 @@ def serve(**options):
       annvq serve db                                   # http://127.0.0.1:8000
       ANNVQ_API_KEY=secret annvq serve db --host 0.0.0.0 --port 8080
       annvq serve db --read-only --max-request-mb 16 --threads 8
+      annvq serve db --ray local --shard-timeout 5     # also the clusters of annvq build --ray
     """
     use_server_threads()  # before user_errors imports annvq, and with it numpy, numba and faiss
     _serve(**options)
 
 
 @user_errors
-def _serve(data_dir, host, port, max_request_mb, threads, read_only, api_key, no_warmup, log_level):
+def _serve(data_dir, host, port, max_request_mb, threads, read_only, api_key, no_warmup, ray_address,
+           shard_timeout, log_level):
     import uvicorn
 
     from service.app import create_app
 
+    if ray_address is not None:
+        require_ray()
+
     app = create_app(data_dir, api_key=api_key, read_only=read_only,
                      max_request_bytes=int(max_request_mb * 1024 * 1024), threads=threads,
-                     warmup=not no_warmup)
+                     warmup=not no_warmup, ray_address=ray_address, shard_timeout=shard_timeout)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")

@@ -39,16 +39,19 @@ def _warm(registry: Registry, ready: threading.Event) -> None:
 
 def create_app(data_dir: str | os.PathLike, *, api_key: str | None = None, read_only: bool = False,
                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, threads: int | None = None,
-               warmup: bool = True) -> FastAPI:
+               warmup: bool = True, ray_address: str | None = None, shard_timeout: float = 30.0) -> FastAPI:
     """The annvq service over the collections in `data_dir` (one sub-directory each).
 
     `api_key` guards every endpoint but /healthz and /readyz; `read_only` refuses writes with 403;
     bodies over `max_request_bytes` get 413; `threads` caps the worker threads that run blocking
     handlers: the search pool and, apart, the writes and admin calls; `warmup=False` skips
-    compiling kernels at start-up.
+    compiling kernels at start-up. With `ray_address` ("local" or a Ray address) the sharded
+    clusters in `data_dir` are served too, over the same API; a search waits `shard_timeout`
+    seconds for their shards, then answers with the shards that answered and says which did not.
     """
     settings = Settings(data_dir=data_dir, api_key=api_key, read_only=read_only,
-                        max_request_bytes=max_request_bytes, threads=threads, warmup=warmup)
+                        max_request_bytes=max_request_bytes, threads=threads, warmup=warmup,
+                        ray_address=ray_address, shard_timeout=shard_timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -56,6 +59,10 @@ def create_app(data_dir: str | os.PathLike, *, api_key: str | None = None, read_
         if settings.threads is not None:
             limiter.total_tokens = settings.threads
         app.state.search_pool = ThreadPoolExecutor(int(limiter.total_tokens), thread_name_prefix="annvq-search")
+        if settings.ray_address is not None:
+            from annvq.distributed import connect
+
+            await anyio.to_thread.run_sync(connect, settings.ray_address)
         await anyio.to_thread.run_sync(app.state.registry.open_all)
         if settings.warmup:
             threading.Thread(target=_warm, args=(app.state.registry, app.state.ready),
@@ -72,7 +79,8 @@ def create_app(data_dir: str | os.PathLike, *, api_key: str | None = None, read_
                   description="Approximate nearest-neighbour search over compressed codes.",
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    app.state.registry = Registry(settings.data_dir, read_only=settings.read_only)
+    app.state.registry = Registry(settings.data_dir, read_only=settings.read_only,
+                                  ray=settings.ray_address is not None, shard_timeout=settings.shard_timeout)
     app.state.metrics = Metrics()
     app.state.ready = threading.Event()
     errors.install(app)

@@ -27,6 +27,7 @@ import pyarrow as pa
 from fastapi import Response
 
 from annvq import Hits
+from annvq.distributed.sharded import ShardedHits
 from annvq.errors import DimensionMismatchError, InvalidVectorsError
 from annvq.filters import InvalidFilterError
 
@@ -184,8 +185,9 @@ def query_options(params) -> dict:
     return options
 
 
-def hits_table(found: Hits, *, with_payload: bool, took_ms: float) -> pa.Table:
-    """A batch answer as one row per query (module docstring)."""
+def hits_table(found: Hits | ShardedHits, *, with_payload: bool, took_ms: float) -> pa.Table:
+    """A batch answer as one row per query (module docstring); a sharded answer's coverage is
+    JSON under the schema metadata key "coverage"."""
     nq, k = found.ids.shape
     ids = np.ascontiguousarray(found.ids, dtype=np.int64).reshape(-1)
     dist = np.ascontiguousarray(found.distances, dtype=np.float32).reshape(-1)
@@ -197,7 +199,10 @@ def hits_table(found: Hits, *, with_payload: bool, took_ms: float) -> pa.Table:
         columns["payloads"] = pa.array(
             [[None if p is None else json.dumps(p, separators=(",", ":")) for p in found.payloads(qi)]
              for qi in range(nq)], pa.list_(pa.string()))
-    return pa.table(columns).replace_schema_metadata({"strategy": found.strategy, "took_ms": f"{took_ms:.3f}"})
+    meta = {"strategy": found.strategy, "took_ms": f"{took_ms:.3f}"}
+    if isinstance(found, ShardedHits):
+        meta["coverage"] = json.dumps(found.coverage.public())
+    return pa.table(columns).replace_schema_metadata(meta)
 
 
 def arrow_response(table: pa.Table) -> Response:

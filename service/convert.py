@@ -7,6 +7,7 @@ from fastapi import Response
 from pydantic import BaseModel
 
 from annvq import Hits
+from annvq.distributed.sharded import ShardedHits
 from annvq.errors import DimensionMismatchError
 from annvq.filters import InvalidFilterError
 
@@ -38,13 +39,17 @@ def search_kwargs(params, filter=None) -> dict:
             "params": extra or None, "filter": as_filter(filter)}
 
 
-def hits(found: Hits, qi: int, *, with_payload: bool, with_vector: bool) -> dict:
+def hits(found: Hits | ShardedHits, qi: int, *, with_payload: bool, with_vector: bool) -> dict:
     """Query qi's neighbours as columns; the -1 padding (fewer than k points) is dropped, so
-    ``found`` is the number of ids. Payloads and vectors come from the snapshot that was searched."""
+    ``found`` is the number of ids. Payloads and vectors come from the snapshot that was searched
+    (of a sharded collection: from the shards, after the search). A sharded answer says which
+    shards it covers."""
     keep = found.ids[qi] >= 0
     ids = found.ids[qi][keep].tolist()
     out = {"ids": ids, "distances": found.distances[qi][keep].tolist(), "payloads": None, "vectors": None,
            "found": len(ids), "nprobe": int(found.nprobe[qi]), "strategy": found.strategy}
+    if isinstance(found, ShardedHits):
+        out["coverage"] = found.coverage.public()
     if with_payload:
         out["payloads"] = found.payloads(qi)
     if with_vector:

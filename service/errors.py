@@ -39,12 +39,14 @@ DOMAIN_STATUS: dict[type[Exception], int] = {
     E.UnsupportedFormatError: 500,
     E.InvalidFileError: 500,
     E.StorageError: 500,
+    E.UnsupportedOperationError: 501,
+    E.ShardUnavailableError: 503,
     E.AnnvqError: 400,
 }
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "body_too_large",
-              415: "unsupported_media_type", 503: "not_ready"}
+              415: "unsupported_media_type", 501: "unsupported", 503: "not_ready"}
 
 # Pydantic error types that mean "a well-formed value the service refuses" (400), as opposed
 # to a body that does not match the schema at all (422).

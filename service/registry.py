@@ -13,7 +13,9 @@ import threading
 from pathlib import Path
 
 from annvq import Collection
-from annvq.errors import AnnvqError, CollectionExistsError, CollectionNotFoundError, InvalidParameterError
+from annvq.distributed.cluster import is_cluster
+from annvq.errors import (AnnvqError, CollectionExistsError, CollectionNotFoundError, InvalidParameterError,
+                          UnsupportedOperationError)
 
 log = logging.getLogger("annvq.service")
 
@@ -30,11 +32,16 @@ def check_name(name: str, what: str = "collection name") -> str:
 
 
 class Registry:
-    """Open collections by name; create, drop and look up are safe from many threads."""
+    """Open collections by name; create, drop and look up are safe from many threads. With
+    ``ray`` (Ray connected by the caller), a directory holding a sharded cluster opens as an
+    `annvq.distributed.ShardedCollection` whose searches wait ``shard_timeout`` seconds."""
 
-    def __init__(self, data_dir: Path, *, read_only: bool = False):
+    def __init__(self, data_dir: Path, *, read_only: bool = False, ray: bool = False,
+                 shard_timeout: float | None = None):
         self.data_dir = Path(data_dir)
         self.read_only = read_only
+        self.ray = ray
+        self.shard_timeout = shard_timeout
         self.failed: dict[str, str] = {}  # name -> why it could not be opened at start-up
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
@@ -46,10 +53,20 @@ class Registry:
             if not NAME_RE.fullmatch(path.name):
                 continue
             try:
-                self._collections[path.name] = Collection.open(path, read_only=self.read_only)
+                self._collections[path.name] = self._open(path)
             except AnnvqError as exc:
                 log.error("collection %r not opened: %s", path.name, exc)
                 self.failed[path.name] = str(exc)
+
+    def _open(self, path: Path):
+        """The collection or, with Ray, the sharded cluster at ``path``."""
+        if not is_cluster(path):
+            return Collection.open(path, read_only=self.read_only)
+        if not self.ray:
+            raise UnsupportedOperationError(f"{path} is a sharded cluster: serve it with --ray.")
+        from annvq.distributed import ShardedCollection
+
+        return ShardedCollection.open(path, read_only=self.read_only, timeout=self.shard_timeout)
 
     def warmup(self) -> None:
         for col in list(self._collections.values()):
@@ -101,7 +118,7 @@ class Registry:
         with self._lock:
             path = self.check_free(name)
             staged.rename(path)
-            col = self._collections[name] = Collection.open(path, read_only=self.read_only)
+            col = self._collections[name] = self._open(path)
             return col
 
     def drop(self, name: str) -> None:

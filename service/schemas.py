@@ -167,6 +167,16 @@ class QueryBatch(QueryOptions):
     vectors: list[Vector] = Field(min_length=1)
 
 
+class Coverage(BaseModel):
+    """Which shards of a sharded collection (``annvq serve --ray``) answered a search."""
+
+    shards: int
+    answered: int
+    missing: list[int] = Field(description="Shards that gave no answer in time: their points are absent.")
+    complete: bool
+    reasons: dict[str, str] = Field(description="Why each missing shard is missing, by shard number.")
+
+
 class Hits(BaseModel):
     """Neighbours best first; fewer than k when the collection holds fewer matching points."""
 
@@ -177,6 +187,8 @@ class Hits(BaseModel):
     found: int = Field(description="How many hits this query has: k unless fewer points match.")
     nprobe: int = Field(description="Inverted lists this query read (a filter may read more).")
     strategy: str = Field(description='How the search ran, e.g. "ivf", "flat", "exact", "ivf+exact".')
+    coverage: Coverage | None = Field(None, description="Sharded collections only: a partial answer "
+                                                        "(complete false) lists the shards missing from it.")
 
 
 class QueryResult(Hits):

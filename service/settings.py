@@ -21,6 +21,8 @@ class Settings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     threads: int | None = None  # worker threads for blocking handlers (None: anyio's default, 40)
     warmup: bool = True
+    ray_address: str | None = None  # sharded clusters are served over Ray ("local" or an address)
+    shard_timeout: float = 30.0  # seconds a search waits for a cluster's shards
 
     def __post_init__(self):
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -28,6 +30,8 @@ class Settings:
             raise ValueError(f"max_request_bytes must be >= 1; got {self.max_request_bytes}.")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1; got {self.threads}.")
+        if not self.shard_timeout > 0:
+            raise ValueError(f"shard_timeout must be > 0 seconds; got {self.shard_timeout}.")
         if self.api_key == "":
             object.__setattr__(self, "api_key", None)
 

@@ -150,17 +150,16 @@ def test_build_parquet_with_id_and_vector_columns(tmp_path, data):
     np.testing.assert_array_equal(found, ids[exact_knn(X, Q, 3, "cosine")])
 
 
-def test_training_sample_draws_distinct_rows_across_chunks(monkeypatch, data):
-    from cli import build_cmd
+def test_training_sample_draws_distinct_rows_across_chunks(data):
+    from annvq.io import sample_rows
 
     d, X, _ = data
-    monkeypatch.setattr(build_cmd, "CHUNK_ROWS", 300)  # the 2000 rows span 7 chunks
-    sample = build_cmd._training_sample(d / "base.npy", None, len(X), DIM, 500, seed=1)
+    sample = sample_rows(d / "base.npy", 500, seed=1, chunk_rows=300)  # the 2000 rows span 7 chunks
     where = {row.tobytes(): i for i, row in enumerate(X)}
     picked = [where[row.tobytes()] for row in sample]  # KeyError if a row is not one of X's
     assert len(set(picked)) == 500 and picked == sorted(picked)
     assert max(picked) >= 1800 and min(picked) < 200  # drawn from the whole file, not its head
-    np.testing.assert_array_equal(build_cmd._training_sample(d / "base.npy", None, len(X), DIM, 2000, 0), X)
+    np.testing.assert_array_equal(sample_rows(d / "base.npy", 5000, chunk_rows=300), X)
 
 
 def test_build_and_query_hdf5_use_train_and_test_sets(tmp_path, data):

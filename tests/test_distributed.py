@@ -1,0 +1,217 @@
+"""A sharded collection on a local Ray (2 CPUs): the same answers as one collection with the same
+model and data, a killed shard restarting from its last commit, partial answers flagged in
+coverage, clear errors, the distributed build and the REST API over a cluster. Skipped where
+Ray is not installed (pip install annvq[ray])."""
+
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from click.testing import CliRunner  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from annvq import Collection, Index  # noqa: E402
+from annvq.distributed import ShardedCollection, connect, routing  # noqa: E402
+from annvq.errors import (CollectionExistsError, CollectionNotFoundError, DimensionMismatchError,  # noqa: E402
+                          InvalidFilterError, InvalidParameterError, InvalidVectorsError,
+                          UnsupportedOperationError)
+from cli.main import cli  # noqa: E402
+from naive import clustered, exact_knn  # noqa: E402
+from service.app import create_app  # noqa: E402
+
+DIM = 16
+SPEC = "IVF16,SAQ4"
+SHARDS = 2
+#: one kernel thread per shard: two shards share the two CPUs
+OPTIONS = {"threads": 1}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    connect("local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data():
+    X = clustered(3000, DIM, seed=11)
+    ids = np.arange(len(X), dtype=np.int64) * 5 + 3
+    payloads = [{"label": int(i % 4)} for i in range(len(X))]
+    return X, ids, payloads, clustered(25, DIM, seed=12)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return Index(DIM, SPEC, "l2", store_vectors=True, seed=0).train(data[0])
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, data, model):
+    """One collection with the same model and points."""
+    X, ids, payloads, _ = data
+    col = Collection.create(tmp_path_factory.mktemp("single") / "c", DIM, spec=SPEC,
+                            payload_indexes={"label": "integer"})
+    col.upsert(ids, X, payloads)
+    col.adopt_model(model)
+    yield col
+    col.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, data, model):
+    X, ids, payloads, _ = data
+    sc = ShardedCollection.create(tmp_path_factory.mktemp("cluster") / "c", model, shards=SHARDS,
+                                  payload_indexes={"label": "integer"}, **OPTIONS)
+    sc.upsert(ids, X, payloads)
+    sc.persist()
+    yield sc
+    sc.close()
+
+
+def test_points_are_routed_by_id_and_shards_split_them(cluster, data):
+    X, ids, _, _ = data
+    assert cluster.count == len(X)
+    per_shard = [ray.get(a.count.remote()) for a in cluster.actors]
+    np.testing.assert_array_equal(per_shard, np.bincount(routing.shard_of(ids, SHARDS), minlength=SHARDS))
+    assert min(per_shard) > 0.4 * len(X)
+    stats = cluster.stats()
+    assert stats["count"] == len(X) and stats["shards"] == SHARDS and stats["segments"] == SHARDS
+
+
+@pytest.mark.parametrize("nprobe", [1, 4, 16])
+def test_sharded_search_equals_the_single_collection(cluster, single, data, nprobe):
+    Q = data[3]
+    want = single.query(Q, 10, nprobe=nprobe)
+    got = cluster.query(Q, 10, nprobe=nprobe)
+    assert got.coverage.complete and got.coverage.missing == {}
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5)
+    assert got.strategy == "ivf" and (got.nprobe == nprobe).all()
+    assert got.payloads(0) == want.payloads(0)
+    np.testing.assert_array_equal(got.vectors(3)[0], want.vectors(3)[0])
+
+
+def test_filtered_search_get_count_and_scroll_equal_the_single_collection(cluster, single, data):
+    Q = data[3]
+    flt = {"must": [{"key": "label", "match": {"value": 2}}]}
+    want, got = single.query(Q, 5, nprobe=2, filter=flt), cluster.query(Q, 5, nprobe=2, filter=flt)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    assert cluster.count_matching(flt) == single.count_matching(flt) == 750
+    ids = [data[1][7], 999_999, data[1][0], data[1][7]]
+    got, want = cluster.get(ids), single.get(ids)
+    assert [(p.id, p.payload) for p in got] == [(p.id, p.payload) for p in want] and len(got) == 3
+    np.testing.assert_array_equal(np.stack([p.vector for p in got]), np.stack([p.vector for p in want]))
+    pages, cursor = [], None
+    while True:  # pages of 7 merged from both shards: every point once, in id order
+        page, cursor = cluster.scroll(flt, limit=7, cursor=cursor)
+        pages += [p.id for p in page]
+        if cursor is None:
+            break
+    assert pages == sorted(data[1][np.array([p["label"] == 2 for p in data[2]])].tolist())
+
+
+def test_upsert_and_delete_touch_one_shard_each(tmp_path, model, data):
+    X, ids, _, Q = data
+    with ShardedCollection.create(tmp_path / "c", model, shards=SHARDS, **OPTIONS) as sc:
+        sc.upsert(ids[:200], X[:200])
+        owner = routing.shard_of(ids[:1], SHARDS)[0]
+        sc.upsert(ids[:1], X[500:501])  # replaces the point on its shard
+        counts = [ray.get(a.count.remote()) for a in sc.actors]
+        assert sum(counts) == 200 == sc.count
+        np.testing.assert_array_equal(sc.get(ids[:1])[0].vector, X[500])
+        assert sc.delete([ids[0], ids[1], 123_456_789]) == 2
+        after = [ray.get(a.count.remote()) for a in sc.actors]
+        assert sum(after) == 198 and after[owner] < counts[owner]
+        assert ids[0] not in sc.search(X[:1], 5, exact=True)[1]
+
+
+def test_a_killed_shard_restarts_from_its_last_commit(tmp_path, model, data):
+    X, ids, _, Q = data
+    with ShardedCollection.create(tmp_path / "c", model, shards=SHARDS, timeout=120, **OPTIONS) as sc:
+        sc.upsert(ids[:2000], X[:2000])
+        sc.persist()
+        before = sc.query(Q, 10, nprobe=4)
+        sc.upsert(ids[2000:], X[2000:])  # acknowledged, not persisted
+        victim = 0
+        ray.kill(sc.actors[victim], no_restart=False)
+        during = sc.query(Q, 10, nprobe=4)  # waits for the restart, then answers
+        assert during.coverage.complete
+        lost = ids[2000:][routing.shard_of(ids[2000:], SHARDS) == victim]
+        kept = ids[2000:][routing.shard_of(ids[2000:], SHARDS) != victim]
+        assert sc.count == 2000 + len(kept) and len(lost) > 0
+        assert sc.get(lost) == [] and len(sc.get(ids[:2000], with_vectors=False)) == 2000
+        sc.delete(kept)  # back to the persisted points: the same answers as before the kill
+        after = sc.query(Q, 10, nprobe=4)
+        np.testing.assert_array_equal(after.ids, before.ids)
+
+
+def test_a_slow_shard_gives_a_partial_answer_that_names_it(cluster, data):
+    Q = data[3]
+    slow = 1
+    busy = cluster.actors[slow].__ray_call__.remote(lambda shard: time.sleep(4))  # holds the actor
+    start = time.perf_counter()
+    hits = cluster.query(Q, 10, nprobe=4, timeout=1.0)
+    assert time.perf_counter() - start < 3.5
+    assert not hits.coverage.complete and list(hits.coverage.missing) == [slow]
+    assert "no answer in 1 s" in hits.coverage.missing[slow]
+    assert hits.coverage.public()["answered"] == SHARDS - 1
+    found = hits.ids[hits.ids >= 0]
+    assert len(found) and (routing.shard_of(found, SHARDS) != slow).all()
+    ray.get(busy)
+    assert cluster.query(Q, 10, nprobe=4).coverage.complete
+
+
+def test_bad_input_is_refused_clearly_and_changes_nothing(cluster, data, model, tmp_path):
+    X, ids, _, Q = data
+    with pytest.raises(DimensionMismatchError):
+        cluster.query(Q[:, :8], 10)
+    with pytest.raises(InvalidParameterError, match="nprobe"):
+        cluster.query(Q, 10, nprobe=17)
+    with pytest.raises(InvalidFilterError, match="colour"):
+        cluster.query(Q, 10, filter={"must": [{"key": "colour", "match": {"value": "red"}}]})
+    bad = X[:3].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(InvalidVectorsError):
+        cluster.upsert([1, 2, 4], bad)
+    with pytest.raises(InvalidParameterError, match="indexed as integer, but point 1"):
+        cluster.upsert([1, 2, 4], X[:3], [{"label": "x"}, None, None])  # label is an integer index
+    assert cluster.count == len(X) and cluster.get([1, 2, 4]) == []
+    with pytest.raises(UnsupportedOperationError, match="annvq build --ray"):
+        cluster.train()
+    with pytest.raises(CollectionExistsError):
+        ShardedCollection.create(cluster.path, model, shards=2)
+    with pytest.raises(CollectionNotFoundError, match="No cluster"):
+        ShardedCollection.open(tmp_path)
+    with pytest.raises(InvalidParameterError, match="trained model"):
+        ShardedCollection.create(tmp_path / "u", Index(DIM, SPEC), shards=2)
+
+
+def test_build_on_ray_then_reopen_and_serve(tmp_path, data):
+    X, _, _, Q = data
+    np.save(tmp_path / "base.npy", X)
+    out = tmp_path / "db" / "sharded"
+    runner = CliRunner()
+    usage = runner.invoke(cli, ["build", str(tmp_path / "base.npy"), "--out", str(out), "--shards", "2"])
+    assert usage.exit_code == 2 and "--ray and --shards go together" in usage.output
+    result = runner.invoke(cli, ["build", str(tmp_path / "base.npy"), "--out", str(out), "--spec", SPEC,
+                                 "--ray", "local", "--shards", "2", "--threads", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "3,000 vectors" in result.output and "shards: 2 (Ray)" in result.output
+    with ShardedCollection.open(out, read_only=True, **OPTIONS) as sc:
+        assert sc.count == len(X) and sc.stats()["segments"] == 2
+        D, I = sc.search(Q, 10, nprobe=16)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, exact_knn(X, Q, 10, "l2"))])
+        assert recall > 0.9, recall
+    with TestClient(create_app(tmp_path / "db", ray_address="local", warmup=False)) as client:
+        body = client.post("/v1/collections/sharded/query", json={"vector": Q[0].tolist(), "k": 10,
+                                                                   "params": {"nprobe": 16}}).json()
+        assert body["ids"] == I[0].tolist() and body["coverage"]["complete"] is True
+        assert body["coverage"]["shards"] == 2 and body["payloads"] == [None] * 10
+        info = client.get("/v1/collections/sharded").json()
+        assert info["count"] == len(X) and info["stats"]["shards"] == 2
+        refused = client.post("/v1/collections/sharded/train")
+        assert refused.status_code == 501 and refused.json()["error"]["code"] == "unsupported"
