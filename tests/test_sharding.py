@@ -56,3 +56,72 @@ def test_an_untrained_model_is_refused(tmp_path):
     with Collection.create(tmp_path / "c", DIM, spec="IVF8,SAQ4") as col:
         with pytest.raises(InvalidParameterError, match=r"trained: False"):
             col.adopt_model(Index(DIM, "IVF8,SAQ4", "l2", store_vectors=True))
+
+
+def test_splitmix64_matches_the_reference_and_routes_stably_and_evenly():
+    from annvq.distributed.routing import shard_of, split, splitmix64
+
+    # Vigna's splitmix64: the first two outputs of a generator seeded with 0
+    np.testing.assert_array_equal(splitmix64(np.array([0, 0x9E3779B97F4A7C15 - 2**64], np.int64)),
+                                  np.array([0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4], np.uint64))
+    ids = np.arange(200_000, dtype=np.int64) * 3
+    owner = shard_of(ids, 5)
+    np.testing.assert_array_equal(owner, shard_of(ids[::-1], 5)[::-1])  # a function of the id alone
+    counts = np.bincount(owner, minlength=5)
+    assert counts.min() > 0.98 * len(ids) / 5, counts
+    parts = split(ids[:1000], 5)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(1000))
+    for s, rows in enumerate(parts):
+        assert (owner[rows] == s).all() and (np.diff(rows) > 0).all()
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_merge_keeps_the_k_best_of_every_row_in_order(descending):
+    from annvq.distributed.sharded import merge
+
+    rng = np.random.default_rng(3)
+    nq, k, shards = 40, 7, 3
+    answers = []
+    for s in range(shards):
+        D = np.sort(rng.standard_normal((nq, k)).astype(np.float32), axis=1)
+        D = D[:, ::-1] if descending else D
+        ids = rng.permutation(10_000)[:nq * k].reshape(nq, k) + 10_000 * s
+        ids[:5, k - 2:] = -1  # padding: shards with fewer than k points
+        D[:5, k - 2:] = -np.inf if descending else np.inf
+        answers.append((np.ascontiguousarray(D), ids))
+    D, ids = merge(answers, k, descending)
+    allD = np.concatenate([a[0] for a in answers], axis=1)
+    allI = np.concatenate([a[1] for a in answers], axis=1)
+    for q in range(nq):
+        real = allI[q] >= 0
+        order = np.argsort(-allD[q][real] if descending else allD[q][real], kind="stable")[:k]
+        np.testing.assert_array_equal(ids[q], allI[q][real][order])
+        np.testing.assert_array_equal(D[q], allD[q][real][order])
+    pad = merge([(np.full((2, 3), np.inf, np.float32), np.full((2, 3), -1))], 3, False)[1]
+    assert (pad == -1).all()
+
+
+def test_the_cluster_manifest_round_trips_and_refuses_other_formats(tmp_path, data):
+    from annvq.distributed import cluster, is_cluster
+    from annvq.errors import CollectionExistsError, CollectionNotFoundError, UnsupportedFormatError
+
+    X, Q = data
+    model = Index(DIM, "IVF8,SAQ4", "l2").train(X)
+    config = {"dim": DIM, "metric": "l2", "spec": "IVF8,SAQ4", "store_vectors": False, "seed": 0,
+              "payload_indexes": {}}
+    body = cluster.create(str(tmp_path), config, 3, model)
+    assert is_cluster(tmp_path) and not is_cluster(tmp_path / "CLUSTER")
+    loaded = cluster.load(str(tmp_path))
+    assert loaded["shards"] == ["shard-000", "shard-001", "shard-002"] and loaded["collection"] == config
+    np.testing.assert_array_equal(cluster.read_model(str(tmp_path), loaded).search(Q, 5, nprobe=2)[1],
+                                  model.search(Q, 5, nprobe=2)[1])
+    with pytest.raises(CollectionExistsError):
+        cluster.create(str(tmp_path), config, 3, model)
+    with pytest.raises(CollectionNotFoundError):
+        Collection.open(tmp_path)  # a cluster is not mistaken for a collection
+    newer = cluster.update(str(tmp_path), body, cluster_format=cluster.CLUSTER_FORMAT + 1)
+    assert newer["version"] == 2
+    with pytest.raises(UnsupportedFormatError, match="cluster format 2"):
+        cluster.load(str(tmp_path))
+    with pytest.raises(CollectionNotFoundError, match="No cluster"):
+        cluster.load(str(tmp_path / "nothing"))
