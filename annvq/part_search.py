@@ -78,7 +78,7 @@ def raw_ivf_scan(model: Index, plan: SearchPlan, lists: InvertedLists, allowed: 
                  keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(raw scores, rows) of the allowed rows of the lists ``model`` probes (the nearest kept
     ones with ``keep``), exact over the raw vectors, which are read for those rows alone."""
-    probes = plan.lists(model.probe(plan.nprobe, keep))
+    probes = model.codec.probed(plan, model.centroids_, model.probe(plan.nprobe, keep))
     data = (plan.queries, probes, readonly(lists.offsets), readonly(lists.vectors), plan.metric == "l2", allowed,
             plan.k)
     if plan.nq == 1:

@@ -107,6 +107,11 @@ class Codec:
         ``plan.cache``, so the segments of a collection share it."""
         raise NotImplementedError
 
+    def probed(self, plan, centroids: np.ndarray, probe) -> np.ndarray:
+        """The lists ``probe`` names for the plan's queries (nq, n), as `search` reads them: a
+        codec that finds them faster in its own basis says so here (SAQ)."""
+        return plan.lists(probe)
+
     def warmup(self) -> None:
         """Compile this codec's kernels now, so the first query pays nothing.
 

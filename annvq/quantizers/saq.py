@@ -270,7 +270,7 @@ class SAQCodec(Codec):
         self._check_trained("search")
         CW = self._rotated_centroids(centroids)
         QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
-        probes = plan.cache.get(("saq lists", probe.key), lambda: self._probe(plan, probe, QW, CW, centroids))
+        probes = self.probed(plan, centroids, probe)
         scan = saq_scan_one if plan.nq == 1 else saq_scan
         return scan(QW, CW, self._rotated_origin(), msig, probes, *self._packed(lists, CW), *self._scan_layout,
                     bool(plan.params["prune"]), live, k)
@@ -279,6 +279,11 @@ class SAQCodec(Codec):
         """What a search needs of the queries alone: rotated, and their variance bounds."""
         QW = self.rotate(plan.queries)  # C-contiguous and writable from either path of `matmul`
         return QW, self.variance_bounds(QW, float(plan.params["m"]))
+
+    def probed(self, plan, centroids, probe):
+        QW = plan.cache.get("saq", lambda: self._prepare(plan))[0]
+        return plan.cache.get(("saq lists", probe.key),
+                              lambda: self._probe(plan, probe, QW, self._rotated_centroids(centroids), centroids))
 
     def _probe(self, plan, probe, QW, CW, centroids):
         """The lists to scan. For L2 they are found in the codec's PCA basis, which the rotated
