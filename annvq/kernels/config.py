@@ -8,9 +8,8 @@ PARALLEL_JIT = dict(JIT, parallel=True)
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
-    """A read-only view, so memory-mapped and in-memory arrays hit one numba specialisation."""
-    if not a.flags.writeable:
-        return a
+    """A read-only view, so memory-mapped and in-memory arrays hit one numba specialisation.
+    (``setflags`` unconditionally: reading ``a.flags`` first costs more than it saves.)"""
     v = a.view()
-    v.flags.writeable = False
+    v.setflags(write=False)
     return v
