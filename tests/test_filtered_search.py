@@ -304,6 +304,24 @@ def test_approximate_filtered_search_returns_only_matching_live_points(built, me
             assert (np.diff(order, axis=1) >= -1e-5 if metric == "l2" else np.diff(order, axis=1) <= 1e-5).all()
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_sparse_filter_scores_the_allowed_rows_of_the_probed_lists_exactly(built, metric):
+    """One query, a filter allowing ~10% of each segment's rows (more than its nearest list
+    holds): the segments run ``ivf-raw``, whose distances are exact, as the buffer's are."""
+    m, Q, _ = built(metric)
+    flt = FILTERS["label"]
+    for q in Q[:4]:
+        hits = m.col.query(q[None], 3, nprobe=1, filter=flt)  # k=3: nprobe stays 1
+        assert "ivf-raw" in hits.strategy.split("+"), hits.strategy
+        assert_only_matching(m, hits, flt)
+        assert hits.found[0] == 3
+        V, x = np.stack([m.points[i][0] for i in hits.ids[0].tolist()]), q.astype(np.float64)
+        if metric == "cosine":
+            V, x = V / np.linalg.norm(V, axis=1, keepdims=True), x / np.linalg.norm(x)
+        exact = np.sqrt(((V - x) ** 2).sum(1)) if metric == "l2" else V @ x
+        np.testing.assert_allclose(hits.distances[0], exact, rtol=1e-4, atol=1e-4)
+
+
 # --- 2. buffer, segments and tombstones through every stage ------------------------------------
 def test_filters_across_buffer_segments_and_tombstones_at_every_stage(tmp_path):
     m, Q, changes = build(tmp_path / "c", spec="IVF16,Flat")
