@@ -163,5 +163,5 @@ def build_on_ray(src, out, address: str, shards: int, *, threads: int | None, qu
         click.echo(f"training {options['spec']} and starting {shards} shards ...", err=True)
     made = build_sharded(src, out, shards=shards, threads=threads, quiet=quiet, **options)
     report = BuildReport(Path(made.path), made.count, made.dim, made.spec, made.metric, made.train_seconds,
-                         made.add_seconds, made.bytes_on_disk)
+                         made.start_seconds + made.add_seconds, made.bytes_on_disk)
     return f"{report.summary()}\n  shards: {made.shards} (Ray), cluster manifest in {made.path}/CLUSTER"

@@ -215,3 +215,11 @@ def test_build_on_ray_then_reopen_and_serve(tmp_path, data):
         assert info["count"] == len(X) and info["stats"]["shards"] == 2
         refused = client.post("/v1/collections/sharded/train")
         assert refused.status_code == 501 and refused.json()["error"]["code"] == "unsupported"
+    with TestClient(create_app(tmp_path / "db", ray_address="local", warmup=False, shard_timeout=1.0)) as client:
+        served = client.app.state.registry.get("sharded")
+        busy = served.actors[0].__ray_call__.remote(lambda shard: time.sleep(3))
+        body = client.post("/v1/collections/sharded/query/batch", json={"vectors": Q[:2].tolist(), "k": 10}).json()
+        assert [r["coverage"]["missing"] for r in body["results"]] == [[0], [0]]
+        assert body["results"][0]["coverage"]["complete"] is False
+        assert (routing.shard_of(np.array(body["results"][0]["ids"]), 2) == 1).all()
+        ray.get(busy)

@@ -125,3 +125,20 @@ def test_the_cluster_manifest_round_trips_and_refuses_other_formats(tmp_path, da
         cluster.load(str(tmp_path))
     with pytest.raises(CollectionNotFoundError, match="No cluster"):
         cluster.load(str(tmp_path / "nothing"))
+
+
+def test_ray_options_without_the_ray_extra_say_how_to_install_it(tmp_path, monkeypatch, data):
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    np.save(tmp_path / "x.npy", data[0])
+    runner = CliRunner()
+    built = runner.invoke(cli, ["build", str(tmp_path / "x.npy"), "--out", str(tmp_path / "c"), "--ray", "local",
+                                "--shards", "2"])
+    assert built.exit_code == 1 and "--ray needs Ray: pip install 'annvq[ray]'" in built.output
+    assert not (tmp_path / "c").exists()

@@ -41,8 +41,9 @@ class ShardedBuild:
     spec: str
     metric: str
     shards: int
-    train_seconds: float
-    add_seconds: float
+    train_seconds: float  # sampling the file and training the model
+    start_seconds: float  # the cluster manifest, and every shard started with the model
+    add_seconds: float  # reading, routing, encoding and persisting every row, compacting
     bytes_on_disk: int
 
 
@@ -61,12 +62,13 @@ def build_sharded(src, out, *, shards: int, spec: str = "IVF1024,SAQ4", metric: 
     size = min(n, train_size or DEFAULT_TRAIN_SIZE)
     model = Index(dim, spec, metric, store_vectors=store_vectors, seed=seed).train(
         sample_rows(src, size, key=vector_col, seed=seed, chunk_rows=CHUNK_ROWS))
+    t1 = time.perf_counter()
     sc = ShardedCollection.create(out, model, shards=shards, timeout=None, shard_cpus=shard_cpus, threads=threads)
     try:
-        t1 = time.perf_counter()
+        t2 = time.perf_counter()
         _add(sc, src, vector_col, ids, n, quiet)
         sc.compact()
-        t2 = time.perf_counter()
+        t3 = time.perf_counter()
         stats = sc.stats()
     except BaseException:
         sc.close()
@@ -74,7 +76,7 @@ def build_sharded(src, out, *, shards: int, spec: str = "IVF1024,SAQ4", metric: 
             shutil.rmtree(out, ignore_errors=True)
         raise
     sc.close()
-    return ShardedBuild(sc.path, stats["count"], dim, sc.spec, metric, shards, t1 - t0, t2 - t1,
+    return ShardedBuild(sc.path, stats["count"], dim, sc.spec, metric, shards, t1 - t0, t2 - t1, t3 - t2,
                         stats["bytes_on_disk"])
 
 
