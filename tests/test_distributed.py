@@ -4,6 +4,7 @@ coverage, clear errors, the distributed build and the REST API over a cluster. S
 Ray is not installed (pip install annvq[ray])."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -137,9 +138,14 @@ def test_a_killed_shard_restarts_from_its_last_commit(tmp_path, model, data):
         before = sc.query(Q, 10, nprobe=4)
         sc.upsert(ids[2000:], X[2000:])  # acknowledged, not persisted
         victim = 0
-        ray.kill(sc.actors[victim], no_restart=False)
-        during = sc.query(Q, 10, nprobe=4)  # waits for the restart, then answers
+        busy = sc.actors[victim].__ray_call__.remote(lambda shard: time.sleep(2))
+        with ThreadPoolExecutor(1) as pool:
+            searching = pool.submit(sc.query, Q, 10, nprobe=4)  # queued behind the busy call
+            time.sleep(0.5)
+            ray.kill(sc.actors[victim], no_restart=False)  # mid-run: both calls are interrupted
+            during = searching.result()  # Ray restarts the shard and retries the search
         assert during.coverage.complete
+        ray.get(busy)
         lost = ids[2000:][routing.shard_of(ids[2000:], SHARDS) == victim]
         kept = ids[2000:][routing.shard_of(ids[2000:], SHARDS) != victim]
         assert sc.count == 2000 + len(kept) and len(lost) > 0
