@@ -24,7 +24,7 @@ from .index import Index
 from .ivf import InvertedLists
 from .kernels.config import readonly
 from .kernels.driver import WORST
-from .kernels.flat import ivf_flat_scan, ivf_raw_scan, ivf_raw_scan_one, rows_flat_scan
+from .kernels.flat import ivf_flat_scan, ivf_raw_scan, ivf_raw_scan_one, rows_flat_scan, rows_flat_scan_one
 from .linalg import SMALL_ROWS
 from .plan import QueryCache, SearchPlan
 from .segments import Part
@@ -64,9 +64,11 @@ def exact_scan(plan: SearchPlan, vectors: np.ndarray, part: Part, pred: Bool | N
         scores, at = _knn(plan, np.ascontiguousarray(vectors[rows]))
         return scores, np.where(at < 0, -1, rows[np.maximum(at, 0)])
     if plan.nq <= SMALL_ROWS:
-        rows = part.allowed_rows(pred)
+        data = plan.queries, readonly(part.allowed_rows(pred)), readonly(vectors), plan.metric == "l2", plan.k
+        if plan.nq == 1:
+            return rows_flat_scan_one(*data)
         with at_most(plan.nq):
-            return rows_flat_scan(plan.queries, readonly(rows), readonly(vectors), plan.metric == "l2", plan.k)
+            return rows_flat_scan(*data)
     l2 = plan.metric == "l2"
     norms = np.einsum("ij,ij->i", vectors, vectors) if l2 else np.zeros(0, np.float32)
     one_list = np.zeros((plan.nq, 1), np.int64)
@@ -79,8 +81,8 @@ def raw_ivf_scan(model: Index, plan: SearchPlan, lists: InvertedLists, allowed: 
     """(raw scores, rows) of the allowed rows of the lists ``model`` probes (the nearest kept
     ones with ``keep``), exact over the raw vectors, which are read for those rows alone."""
     probes = model.codec.probed(plan, model.centroids_, model.probe(plan.nprobe, keep))
-    data = (plan.queries, probes, readonly(lists.offsets), readonly(lists.vectors), plan.metric == "l2", allowed,
-            plan.k)
+    data = (plan.queries, probes, readonly(lists.offsets), readonly(lists.vectors), plan.metric == "l2",
+            readonly(allowed), plan.k)
     if plan.nq == 1:
         return ivf_raw_scan_one(*data)
     with at_most(plan.nq):
@@ -94,8 +96,13 @@ def scan_part(model: Index | None, part: Part, plan: SearchPlan, pred: Bool | No
     seg = part.segment
     if seg.lists is not None and not exact:
         reads = seg.rows * plan.nprobe / model.nlist
-        batch_raw = seg.vectors is not None and plan.nq > SMALL_ROWS
-        if pred is not None and count <= reads * (RAW_FLAT if batch_raw else 1):
+        if seg.vectors is None:
+            flat_rows = reads
+        elif plan.nq > SMALL_ROWS:
+            flat_rows = RAW_FLAT * reads
+        else:  # a probe alone reads nlist centroids
+            flat_rows = max(reads, model.nlist)
+        if pred is not None and count <= flat_rows:
             if seg.vectors is not None:
                 return (*exact_scan(plan, seg.vectors, part, pred, allowed, count), "flat")
             every = plan._replace(nprobe=model.nlist, cache=QueryCache())
@@ -114,6 +121,11 @@ def scan_part(model: Index | None, part: Part, plan: SearchPlan, pred: Bool | No
 
 def warmup() -> None:
     """Compile (or load from numba's cache) the exact kernels, so no first query pays for it."""
-    Q = readonly(np.zeros((1, 4), np.float32))
+    Q, one = readonly(np.zeros((1, 4), np.float32)), readonly(np.zeros(1, np.int64))
+    probes, offsets = readonly(np.zeros((1, 1), np.int64)), readonly(np.array([0, 1], np.int64))
+    live = readonly(np.ones(1, np.uint8))
     for l2 in (True, False):
-        rows_flat_scan(Q, readonly(np.zeros(1, np.int64)), Q, l2, 1)
+        rows_flat_scan(Q, one, Q, l2, 1)
+        rows_flat_scan_one(Q, one, Q, l2, 1)
+        ivf_raw_scan(Q, probes, offsets, Q, l2, live, 1)
+        ivf_raw_scan_one(Q, probes, offsets, Q, l2, live, 1)

@@ -163,9 +163,10 @@ class Part:
         bitset is empty when every row is allowed, as the scans read it."""
         if pred is None:
             return self.live_bits, self.live
-        bits = self.segment.matching(pred).bits
-        if len(self.live_bits):
-            bits = bits & self.live_bits
+        found = self.segment.matching(pred)
+        if not len(self.live_bits):  # no tombstones: the count is at hand (a popcount costs ~8 us)
+            return found.bits, len(found.rows)
+        bits = found.bits & self.live_bits
         return bits, int(np.bitwise_count(bits).sum())
 
     def allowed_rows(self, pred: Bool | None) -> np.ndarray:

@@ -11,7 +11,7 @@ from annvq.filters import parse_filter
 from annvq.ivf import Probe
 from annvq.kernels.config import readonly
 from annvq.kernels.driver import ALL_ROWS, row_bitset
-from annvq.kernels.flat import ivf_raw_scan, ivf_raw_scan_one, rows_flat_scan
+from annvq.kernels.flat import ivf_raw_scan, ivf_raw_scan_one, rows_flat_scan, rows_flat_scan_one
 from annvq.part_search import scan_part
 from annvq.segments import Part, Segment
 from naive import clustered
@@ -30,6 +30,10 @@ def test_rows_flat_scan_equals_float64_reference(l2):
     order = np.argsort(ref, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(found, rows[order])
     np.testing.assert_allclose(scores, np.take_along_axis(ref, order, 1), rtol=1e-4, atol=1e-3)
+    for i in range(len(Q)):  # the serial twin, query by query
+        one = rows_flat_scan_one(readonly(Q[i:i + 1]), readonly(rows), readonly(X), l2, 10)
+        np.testing.assert_array_equal(one[1][0], found[i])
+        np.testing.assert_array_equal(one[0][0], scores[i])
 
 
 def test_rows_flat_scan_pads_when_fewer_rows_than_k():

@@ -115,20 +115,31 @@ def ivf_raw_scan_one(Q, probes, offsets, vectors, l2, live, k):
     return ivf_topk(_raw_begin, _raw_list, (Q, offsets, vectors, l2), probes, live, k)
 
 
+@numba.njit(**JIT, inline="always")
+def _rows_topk(Q, qi, rows, vectors, l2, scores, labels):
+    """Query qi's heap over the given rows of ``vectors``, sorted."""
+    for t in range(rows.shape[0]):
+        j = np.uint64(rows[t])  # unsigned: no wraparound check on every load
+        heap_push(scores, labels, row_score(Q, qi, vectors, j, l2), rows[t])
+    heap_sort(scores, labels)
+
+
 @numba.njit(**PARALLEL_JIT)
 def rows_flat_scan(Q, rows, vectors, l2, k):
     """Top-k (full scores, rows) of every query over the given rows of ``vectors``, read in place
     rather than gathered into a copy: the exhaustive scan of the few rows a selective filter
     allows. Full squared L2, or minus the inner product."""
-    nq = Q.shape[0]
-    out_s, out_l = new_heaps(nq, k)
-    for qi in numba.prange(nq):
-        scores = out_s[qi]
-        labels = out_l[qi]
-        for t in range(rows.shape[0]):
-            j = np.uint64(rows[t])  # unsigned: no wraparound check on every load
-            heap_push(scores, labels, row_score(Q, qi, vectors, j, l2), rows[t])
-        heap_sort(scores, labels)
+    out_s, out_l = new_heaps(Q.shape[0], k)
+    for qi in numba.prange(Q.shape[0]):
+        _rows_topk(Q, qi, rows, vectors, l2, out_s[qi], out_l[qi])
+    return out_s, out_l
+
+
+@numba.njit(**JIT)
+def rows_flat_scan_one(Q, rows, vectors, l2, k):
+    """`rows_flat_scan` of a single query on the calling thread: no parallel launch (~5 us)."""
+    out_s, out_l = new_heaps(1, k)
+    _rows_topk(Q, 0, rows, vectors, l2, out_s[0], out_l[0])
     return out_s, out_l
 
 
