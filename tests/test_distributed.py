@@ -196,6 +196,22 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(cluster, data, model, 
         ShardedCollection.create(tmp_path / "u", Index(DIM, SPEC), shards=2)
 
 
+def test_a_build_failing_after_the_shards_started_removes_the_cluster(tmp_path, data, monkeypatch):
+    from annvq.distributed import build
+
+    np.save(tmp_path / "base.npy", data[0])
+
+    def broken(sc, *args):
+        sc.upsert([1], data[0][:1])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(build, "_add", broken)
+    with pytest.raises(OSError, match="disk full"):
+        build.build_sharded(tmp_path / "base.npy", tmp_path / "c", shards=2, spec=SPEC, train_size=1000, threads=1,
+                            quiet=True)
+    assert not (tmp_path / "c").exists()
+
+
 def test_build_on_ray_then_reopen_and_serve(tmp_path, data):
     X, _, _, Q = data
     np.save(tmp_path / "base.npy", X)

@@ -63,15 +63,18 @@ def build_sharded(src, out, *, shards: int, spec: str = "IVF1024,SAQ4", metric: 
     model = Index(dim, spec, metric, store_vectors=store_vectors, seed=seed).train(
         sample_rows(src, size, key=vector_col, seed=seed, chunk_rows=CHUNK_ROWS))
     t1 = time.perf_counter()
-    sc = ShardedCollection.create(out, model, shards=shards, timeout=None, shard_cpus=shard_cpus, threads=threads)
+    sc = None
     try:
+        sc = ShardedCollection.create(out, model, shards=shards, timeout=None, shard_cpus=shard_cpus,
+                                      threads=threads)
         t2 = time.perf_counter()
         _add(sc, src, vector_col, ids, n, quiet)
         sc.compact()
         t3 = time.perf_counter()
         stats = sc.stats()
     except BaseException:
-        sc.close()
+        if sc is not None:
+            sc.close()
         if not existed:
             shutil.rmtree(out, ignore_errors=True)
         raise

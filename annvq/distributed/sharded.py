@@ -86,25 +86,28 @@ class ShardedHits:
     strategy: str
     coverage: Coverage
     _source: "ShardedCollection"
-    _points: dict | None = None
+    _fetched: dict = field(default_factory=dict)  # with vectors (bool) -> {id: Point}
 
     @property
     def found(self) -> np.ndarray:
         return (self.ids >= 0).sum(axis=1)
 
-    def _point_of(self, pid: int):
-        if self._points is None:
+    def _hits(self, qi: int, with_vectors: bool) -> list:
+        """The Points of query qi's hits (None where one is gone), all queries' fetched at once."""
+        if with_vectors not in self._fetched:
             wanted = np.unique(self.ids[self.ids >= 0])
-            self._points = {p.id: p for p in self._source.get(wanted, with_vectors=True)}
-        return self._points.get(pid)
+            self._fetched[with_vectors] = {p.id: p for p in self._source.get(
+                wanted, with_vectors=with_vectors, with_payloads=not with_vectors)}
+        points = self._fetched[with_vectors]
+        return [points.get(i) for i in self.ids[qi][self.ids[qi] >= 0].tolist()]
 
     def payloads(self, qi: int) -> list[dict | None]:
         """The payload of each of query qi's hits (None where a point has none or is gone)."""
-        return [getattr(self._point_of(i), "payload", None) for i in self.ids[qi][self.ids[qi] >= 0].tolist()]
+        return [getattr(p, "payload", None) for p in self._hits(qi, False)]
 
     def vectors(self, qi: int) -> list[np.ndarray | None]:
         """The stored vector of each of query qi's hits (None where none is kept)."""
-        return [getattr(self._point_of(i), "vector", None) for i in self.ids[qi][self.ids[qi] >= 0].tolist()]
+        return [getattr(p, "vector", None) for p in self._hits(qi, True)]
 
 
 def merge(answers: list[tuple[np.ndarray, np.ndarray]], k: int, descending: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -157,8 +160,8 @@ class ShardedCollection:
                           threads=threads)
 
     @classmethod
-    def open(cls, path, *, read_only: bool = False, timeout: float | None = DEFAULT_TIMEOUT, shard_cpus: float | None = None,
-             threads: int | None = None) -> "ShardedCollection":
+    def open(cls, path, *, read_only: bool = False, timeout: float | None = DEFAULT_TIMEOUT,
+             shard_cpus: float | None = None, threads: int | None = None) -> "ShardedCollection":
         """Open the cluster at ``path``: one actor per shard reopens its collection."""
         path = os.path.abspath(os.fspath(path))
         body = cluster.load(path)
@@ -172,23 +175,22 @@ class ShardedCollection:
         if timeout is not None and not timeout > 0:
             raise InvalidParameterError(f"timeout must be > 0 seconds (or None: no limit); got {timeout!r}.")
         lock = None if read_only else WriterLock(cluster.manifest_dir(path))
+        shards = []
         try:
-            config = {k: v for k, v in body["collection"].items() if k != "payload_indexes"}
-            config["payload_indexes"] = body["collection"]["payload_indexes"]
             model_ref = ray.put(model.state())
             cpus = {} if shard_cpus is None else {"num_cpus": shard_cpus}
             actor = ray.remote(Shard).options(max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES, **cpus)
-            shards = [actor.remote(os.path.join(path, name), config, model_ref, read_only=read_only,
-                                   threads=threads) for name in body["shards"]]
+            shards = [actor.remote(os.path.join(path, name), dict(body["collection"]), model_ref,
+                                   read_only=read_only, threads=threads) for name in body["shards"]]
             ready, _ = ray.wait([s.count.remote() for s in shards], num_returns=len(shards), timeout=START_TIMEOUT)
             ray.get(ready)  # a shard that failed to open raises here
             if len(ready) < len(shards):
-                for s in shards:
-                    ray.kill(s, no_restart=True)
                 raise ShardUnavailableError(
                     f"{len(shards) - len(ready)} of the {len(shards)} shards of {path} did not start in "
                     f"{START_TIMEOUT:g} s; Ray has {ray.available_resources()} free (shard_cpus={shard_cpus}).")
         except BaseException:
+            for s in shards:
+                ray.kill(s, no_restart=True)
             if lock is not None:
                 lock.release()
             raise
