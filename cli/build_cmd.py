@@ -118,7 +118,8 @@ def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = 
               help="Also store raw float32 vectors (for --rerank, --exact and get with vectors).")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS|local",
               help="Build a sharded cluster on Ray (pip install annvq[ray]): 'local' starts Ray here, "
-                   "else the address of a running cluster (the file must be readable by this process).")
+                   "else the address of a running cluster (this process reads the file; --out must be "
+                   "on storage every Ray node reaches).")
 @click.option("--shards", type=click.IntRange(min=1), default=None,
               help="Shards of a --ray build (one Ray actor and one collection directory each).")
 @quiet_option
