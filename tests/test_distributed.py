@@ -96,6 +96,14 @@ def test_sharded_search_equals_the_single_collection(cluster, single, data, npro
     np.testing.assert_array_equal(got.vectors(3)[0], want.vectors(3)[0])
 
 
+def test_a_large_batch_goes_to_the_shards_through_the_object_store_with_the_same_answers(cluster, single):
+    from annvq.distributed.sharded import INLINE_BYTES
+
+    Q = clustered(1800, DIM, seed=13)
+    assert Q.nbytes > INLINE_BYTES
+    np.testing.assert_array_equal(cluster.search(Q, 10, nprobe=4)[1], single.search(Q, 10, nprobe=4)[1])
+
+
 def test_filtered_search_get_count_and_scroll_equal_the_single_collection(cluster, single, data):
     Q = data[3]
     flt = {"must": [{"key": "label", "match": {"value": 2}}]}

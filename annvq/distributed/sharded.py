@@ -34,6 +34,8 @@ from .shard import Shard
 DEFAULT_TIMEOUT = 30.0
 #: seconds the shards have to open their collections (Ray may first have to start worker processes)
 START_TIMEOUT = 300.0
+#: queries larger than this go to the object store once (Ray sends smaller arguments inline)
+INLINE_BYTES = 100 * 1024
 #: Ray restarts a dead shard this many times (then calls to it fail with ShardUnavailableError)
 MAX_RESTARTS = 20
 #: Ray retries a call that a shard's death interrupted; every shard call is idempotent
@@ -414,6 +416,8 @@ class ShardedCollection:
         parse_filter(filter, self.payload_indexes)
         options = {"nprobe": nprobe, "rerank": rerank, "exact": exact, "params": params, "filter": filter}
         Q = np.asarray(plan.queries)
+        if Q.nbytes > INLINE_BYTES:  # one copy in the object store for every shard, not one per call
+            Q = _ray().put(Q)
         answers, missing = self._gather([(i, s.query.remote(Q, plan.k, **options)) for i, s in enumerate(self._shards)],
                                         self.timeout if timeout is None else timeout)
         coverage = Coverage(self.shards, missing)
