@@ -8,8 +8,9 @@
   allowed row and nothing for the rest.
 * ``flat``: a filter leaves few rows, against what a probe of ``nprobe`` lists would read
   (``reads = rows * nprobe / nlist``): those rows are scanned exhaustively, up to ``reads`` rows
-  (``RAW_FLAT * reads`` for a batch over raw vectors). Over raw vectors when stored (exact
-  distances), else over every list of codes with the bitset.
+  (``RAW_FLAT * reads`` for a batch over raw vectors; for a few queries over raw vectors also up
+  to ``nlist`` rows, no more than a probe reads of centroids). Over raw vectors when stored
+  (exact distances), else over every list of codes with the bitset.
 * ``exact``: brute force over raw vectors (the buffer, untrained segments, ``exact=True``).
 """
 
