@@ -45,8 +45,7 @@ class Index:
         self.store_vectors = bool(store_vectors or self.spec.rerank)
         self.seed = seed
         self.verbose = verbose
-        self.codec = make_codec(self.spec.codec, self.dim, self.codec_metric,
-                                transform=self.spec.transform, seed=seed)
+        self.codec = make_codec(self.spec.codec, self.dim, self.metric, transform=self.spec.transform, seed=seed)
         # Without IVF the whole index is one list around the origin.
         self.centroids_ = None if self.spec.nlist else np.zeros((1, self.dim), np.float32)
         self._coarse = None  # (centroids, faiss index over them), built on first use

@@ -365,3 +365,30 @@ def test_nan_refused_and_index_untouched(saq4, data128):
 def test_bad_search_parameters_refused(saq4, data128, params):
     with pytest.raises(InvalidParameterError):
         saq4.search(data128[1], 10, nprobe=2, params=params)
+
+
+@pytest.mark.parametrize("spec", ["SAQ4", "CAQ4"])
+def test_cosine_is_the_l2_estimate_on_unit_vectors(spec):
+    """Cosine scans as squared L2 between unit vectors: the same neighbours as the L2 index over
+    the normalised data (one list around the origin, so the same codes), similarity 1 - d^2 / 2."""
+    X, Q = split(3000, 40, 96, seed=8)
+    Xn, Qn = (A / np.linalg.norm(A, axis=1, keepdims=True) for A in (X, Q))
+    D_cos, I_cos = Index(96, spec, "cosine").train(X).add(X).search(Q, 10)
+    D_l2, I_l2 = Index(96, spec, "l2").train(Xn).add(Xn).search(Qn, 10)
+    np.testing.assert_array_equal(I_cos, I_l2)
+    np.testing.assert_allclose(D_cos, 1 - D_l2 ** 2 / 2, atol=1e-5)
+
+
+def test_cosine_estimates_centre_the_query_on_its_list():
+    """On tight clusters a query is far nearer its centroid than the origin, so the L2 form's
+    error (which scales with ||q - c||) beats the inner-product form's (with ||q||): docs/algorithms.md §9."""
+    rng = np.random.default_rng(9)
+    centres = rng.standard_normal((16, 64)).astype(np.float32)
+    X = np.repeat(centres, 200, axis=0) + 0.15 * rng.standard_normal((3200, 64)).astype(np.float32)
+    Q = centres[rng.integers(0, 16, 100)] + 0.15 * rng.standard_normal((100, 64)).astype(np.float32)
+    Xn, Qn = (A / np.linalg.norm(A, axis=1, keepdims=True) for A in (X, Q))
+    errors = {}
+    for metric in ("cosine", "ip"):
+        D, I = Index(64, "IVF16,CAQ4", metric).train(Xn).add(Xn).search(Qn, 10, nprobe=16)
+        errors[metric] = np.abs(D - np.einsum("qd,qkd->qk", Qn, Xn[I])).mean()
+    assert errors["cosine"] < 0.5 * errors["ip"]

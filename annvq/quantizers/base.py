@@ -3,7 +3,9 @@
 A codec turns vectors (already assigned to IVF lists) into fixed-size rows of ``codes`` (uint8)
 and ``factors`` (float32), and scans those rows for a batch of queries in one numba call.
 Scores returned by ``search`` are "smaller is better": squared L2 for ``l2`` and the negated
-inner product for ``ip`` (cosine reaches a codec as ``ip`` on unit vectors).
+inner product for ``ip`` and ``cosine``. A codec gets the index's metric: ``cosine`` is inner
+product on unit vectors, which SAQ uses (its L2 estimate is the more accurate, docs/algorithms.md
+§9); the others treat it as ``ip``.
 """
 
 from __future__ import annotations

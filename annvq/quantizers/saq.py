@@ -20,6 +20,7 @@ import numpy as np
 
 from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
+from ..kernels.driver import WORST
 from ..kernels.fastscan import pack_blocks
 from ..kernels.probe import leading_columns, nearest_centroids, nearest_centroids_batch
 from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_scan, saq_scan_one, segment_sigmas
@@ -76,6 +77,12 @@ class SAQCodec(Codec):
         return out
 
     @property
+    def l2_form(self) -> bool:
+        """Whether scans estimate squared L2 distances: for ``l2``, and for ``cosine``, where on unit
+        vectors -<q, x> = ||q - x||^2 / 2 - 1 (docs/algorithms.md §9); inner product scans <x, q>."""
+        return self.metric != "ip"
+
+    @property
     def tail_dim(self) -> int:
         """First dimension of the 0-bit tail (D_pad when there is none)."""
         return sum(length for length, bits in self.plan_ if bits)
@@ -127,7 +134,7 @@ class SAQCodec(Codec):
                                    in zip(segs, planes, widths)] or [[]]).astype(np.int64)
         # what every scan passes after the lists' arrays, built once per model
         self._scan_layout = (*self._seg_arrays, readonly(8 * self._seg_word), readonly(cols), readonly(planes),
-                             readonly(fast_dim), self.tail_dim, self.metric == "l2")
+                             readonly(fast_dim), self.tail_dim, self.l2_form)
 
     # --- encoding --------------------------------------------------------------------------
     def rotate(self, X: np.ndarray) -> np.ndarray:
@@ -176,21 +183,21 @@ class SAQCodec(Codec):
         self._check_trained("estimate scores")
         Qr = self.rotate(Q).astype(np.float64)
         c = self.rotate(centroid[None])[0].astype(np.float64)
-        Qt = Qr - c if self.metric == "l2" else Qr
+        Qt = Qr - c if self.l2_form else Qr
         out = np.zeros((len(Q), len(codes)))
         for s, ((start, length, bits), seg) in enumerate(zip(self.segments, self.segment_codes(codes))):
             q = Qt[:, start:start + length]
             est = (grid_vectors(seg, bits).astype(np.float64) @ q.T).T * factors[:, 2 * s + 1]
             norm2 = factors[:, 2 * s].astype(np.float64) ** 2
-            out += (norm2 + (q * q).sum(1)[:, None] - 2 * est) if self.metric == "l2" else -est
-        if self.metric == "l2":
+            out += (norm2 + (q * q).sum(1)[:, None] - 2 * est) if self.l2_form else -est
+        if self.l2_form:
             tail = Qt[:, self.tail_dim:]
             out += (tail * tail).sum(1)[:, None]
             if self.tail_dim < self.padded_dim:
                 out += factors[:, -1].astype(np.float64) ** 2
         else:
             out -= (Qr @ c)[:, None]
-        return out
+        return out / 2 - 1 if self.metric == "cosine" else out
 
     # --- search ----------------------------------------------------------------------------
     def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
@@ -204,7 +211,7 @@ class SAQCodec(Codec):
         """The origin r of the centroid terms in the rotated space; the inner-product scan keeps
         the raw query (its estimate of <o, q> does not involve the centroid), so r = 0 there."""
         def make():
-            if self.metric != "l2" or self.origin_ is None:
+            if not self.l2_form or self.origin_ is None:
                 return readonly(np.zeros(self.padded_dim, np.float32))
             return readonly(self.rotate(self.origin_[None])[0])
         return self._cached("origin", self.transform_, make)
@@ -220,7 +227,7 @@ class SAQCodec(Codec):
             codes, factors = readonly(lists.codes), readonly(lists.factors)
             block_offsets, planes = pack_blocks(offsets, np.asarray(codes)[:, self._fast_bytes])
             rescale_p, spread, K1, Kd = fast_terms(offsets, codes, factors, CW, self._rotated_origin(),
-                                                   *self._scan_layout[:4], self._scan_layout[5], self.metric == "l2")
+                                                   *self._scan_layout[:4], self._scan_layout[5], self.l2_form)
             tail = factors[:, -1:] if self.tail_dim < self.padded_dim else np.zeros((lists.ntotal, 1), np.float32)
             lanes = np.hstack([factors[:, 0:2 * S:2], rescale_p, spread, factors[:, 1:2 * S:2], Kd, tail, K1[:, None]])
             return offsets, readonly(block_offsets), readonly(planes), readonly(pack_blocks(offsets, lanes)[1]), codes
@@ -272,8 +279,11 @@ class SAQCodec(Codec):
         QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
         probes = self.probed(plan, centroids, probe)
         scan = saq_scan_one if plan.nq == 1 else saq_scan
-        return scan(QW, CW, self._rotated_origin(), msig, probes, *self._packed(lists, CW), *self._scan_layout,
-                    bool(plan.params["prune"]), live, k)
+        scores, rows = scan(QW, CW, self._rotated_origin(), msig, probes, *self._packed(lists, CW),
+                            *self._scan_layout, bool(plan.params["prune"]), live, k)
+        if self.metric == "cosine":  # squared L2 between unit vectors, as -<q, x>
+            scores = np.where(rows >= 0, scores * np.float32(0.5) - np.float32(1.0), WORST)
+        return scores, rows
 
     def _prepare(self, plan):
         """What a search needs of the queries alone: rotated, and their variance bounds."""
