@@ -118,17 +118,19 @@ def _read_idx_images(path: Path, sha256: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(int(n), int(rows * cols)).astype(np.float32)
 
 
-def _fashion_mnist_paths() -> dict[str, Path]:
-    paths = {part: FASHION_MNIST_DIR / fn for part, (fn, _) in FASHION_MNIST_FILES.items()}
-    if not all(p.exists() for p in paths.values()):
-        command = ["apt-get", "install", "-y", "dataset-fashion-mnist"]
+def _debian_package(package: str, paths: list[Path]) -> None:
+    """Install Debian's ``package`` (as root, where apt-get exists) unless ``paths`` all exist."""
+    if not all(p.exists() for p in paths):
+        command = ["apt-get", "install", "-y", package]
         if os.geteuid() == 0 and shutil.which("apt-get"):
             subprocess.run(command, check=False)
-        if not all(p.exists() for p in paths.values()):
-            raise DatasetError(
-                f"Fashion-MNIST not found in {FASHION_MNIST_DIR}; install Debian's package with: "
-                f"sudo {' '.join(command)}"
-            )
+        if not all(p.exists() for p in paths):
+            raise DatasetError(f"{paths[0].parent} not found; install Debian's package with: sudo {' '.join(command)}")
+
+
+def _fashion_mnist_paths() -> dict[str, Path]:
+    paths = {part: FASHION_MNIST_DIR / fn for part, (fn, _) in FASHION_MNIST_FILES.items()}
+    _debian_package("dataset-fashion-mnist", list(paths.values()))
     return paths
 
 
@@ -152,6 +154,17 @@ def _fashion_mnist():
     paths = _fashion_mnist_paths()
     train, test = (_read_idx_images(paths[part], FASHION_MNIST_FILES[part][1]) for part in ("train", "test"))
     return _chunks(train), test
+
+
+def _python_docs(n_train: int, n_test: int):
+    """Sentences of Debian's Python documentation embedded by WordLlama (bench/text_embeddings.py)."""
+    def build():
+        from . import text_embeddings
+
+        _debian_package(text_embeddings.PYTHON_DOCS_PACKAGE, [text_embeddings.PYTHON_DOCS_DIR / "index.html"])
+        train, test = text_embeddings.build(n_train, n_test)
+        return _chunks(train), test
+    return build
 
 
 def make_blobs(n_samples: int, n_features: int, centers: int, random_state: int) -> np.ndarray:
@@ -223,6 +236,9 @@ CATALOGUE: dict[str, DatasetInfo] = {
     info.name: info for info in [
         DatasetInfo("fashion-mnist-784-euclidean", 60000, 10000, 784, "euclidean",
                     "Debian dataset-fashion-mnist (Zalando Fashion-MNIST idx files)", _fashion_mnist),
+        DatasetInfo("pydocs-256-angular", 50000, 5000, 256, "angular",
+                    "sentences of Debian python3.11-doc, embedded by WordLlama's bundled 256-d model",
+                    _python_docs(50000, 5000)),
         *[DatasetInfo(f"random-{size}-{dim}-{metric}", n - n // 10, n // 10, dim, metric,
                       f"generated: ann-benchmarks random_float, make_blobs({n}, {dim}, centers={centers})",
                       _random_float(n, dim, centers))

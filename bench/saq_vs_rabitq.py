@@ -1,13 +1,15 @@
 """annvq SAQ beside rabitqlib (Extended RaBitQ) and faiss IVF-RaBitQ on the same centroids, 1 thread.
 
     python -m bench.saq_vs_rabitq [--mode batch|single] [--queries 2000] [--nprobe 4 6 8 10 12 16 24 32]
+    python -m bench.saq_vs_rabitq --dataset pydocs-256-angular --nlist 256 --target 0.9 0.95
 
 Every index comes from the benchmark suite's wrappers (bench/algorithms), which share one IVF
 k-means; ``set_threads(1)`` caps numba, OpenMP and BLAS. Timings are interleaved: for each
 nprobe every index runs once per round, ``--rounds`` rounds, best time kept, so load from other
 processes hits all of them alike. ``batch`` times one call over all queries, ``single`` one call
-per query. The summary gives each index's QPS at ``--target`` recall@10, interpolated in log-QPS
-between the two nprobe values around it (issue 3's comparison at recall 0.95).
+per query. The summary gives each index's QPS at each ``--target`` recall@10, interpolated in
+log-QPS between the two nprobe values around it (issue 3's comparison at recall 0.95). Angular
+datasets run every index on unit vectors (cosine; the coarse k-means is spherical).
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from .algorithms.rabitqlib_ivf import RabitqlibIVF
 from .datasets import load
 from .metrics import recall_at_k
 
-NLIST = 1024
-#: name -> (wrapper factory taking the dimension, query params); "m=4" reuses the SAQ4 index
+#: name -> (wrapper factory taking the dimension, the dataset's metric and nlist, query params);
+#: "m=4" reuses the SAQ4 index, and CAQ4 is SAQ4 without the PCA and segments (Extended RaBitQ's code)
 INDEXES = {
-    **{f"annvq SAQ{b}": (lambda d, b=b: AnnvqIVF("euclidean", f"IVF{NLIST},SAQ{b}"), None) for b in (2, 3, 4, 5)},
-    "annvq SAQ4 m=4": (lambda d: AnnvqIVF("euclidean", f"IVF{NLIST},SAQ4"), "m=4"),
-    **{f"rabitqlib nbits={b}": (lambda d, b=b: RabitqlibIVF("euclidean", NLIST, b), None) for b in (4, 5)},
-    **{f"faiss RaBitQ{b}": (lambda d, b=b: FaissIVF("euclidean", f"RR{d},IVF{NLIST},RaBitQ{b}"), None)
-       for b in (4, 5)},
+    **{f"annvq SAQ{b}": (lambda d, m, n, b=b: AnnvqIVF(m, f"IVF{n},SAQ{b}"), None) for b in (2, 3, 4, 5)},
+    "annvq SAQ4 m=4": (lambda d, m, n: AnnvqIVF(m, f"IVF{n},SAQ4"), "m=4"),
+    "annvq CAQ4": (lambda d, m, n: AnnvqIVF(m, f"IVF{n},CAQ4"), None),
+    **{f"rabitqlib nbits={b}": (lambda d, m, n, b=b: RabitqlibIVF(m, n, b), None) for b in (4, 5)},
+    **{f"faiss RaBitQ{b}": (lambda d, m, n, b=b: FaissIVF(m, f"RR{d},IVF{n},RaBitQ{b}"), None) for b in (4, 5)},
 }
 
 
@@ -61,11 +63,12 @@ def timed_search(algo, Q: np.ndarray, k: int, mode: str) -> tuple[float, np.ndar
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist-784-euclidean")
+    parser.add_argument("--nlist", type=int, default=1024, help="coarse lists, shared by every index")
     parser.add_argument("--mode", choices=["batch", "single"], default="batch")
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 6, 8, 10, 12, 16, 24, 32])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--target", type=float, nargs="+", default=[0.95], help="recall@10 targets")
     parser.add_argument("--only", nargs="*", help="names (substrings) of the indexes to run")
     parser.add_argument("--out", help="also write the rows as JSON here")
     parser.add_argument("-q", "--quiet", action="store_true")
@@ -80,7 +83,7 @@ def main(argv=None) -> None:
             continue
         base = name.removesuffix(" m=4")
         if base not in built:
-            built[base] = make(ds.dim)
+            built[base] = make(ds.dim, ds.metric, args.nlist)
             built[base].prepare_fit(X)  # the shared k-means, outside every build's time
             start = time.perf_counter()
             built[base].fit(X)
@@ -99,14 +102,15 @@ def main(argv=None) -> None:
         for name, _, _ in runs:
             recall = float(recall_at_k(X, Q, ds.distances[:len(Q)], found[name], k, ds.metric)[0])
             rows.append({"index": name, "nprobe": nprobe, "recall": recall, "qps": len(Q) / best[name]})
-    print(f"\n{ds.name}, {args.mode} mode, {len(Q)} queries, 1 thread, shared IVF{NLIST} centroids\n")
-    print("| index | " + " | ".join(f"nprobe {n}" for n in args.nprobe) + f" | QPS at recall {args.target} |")
-    print("|---|" + "---:|" * (len(args.nprobe) + 1))
+    print(f"\n{ds.name}, {args.mode} mode, {len(Q)} queries, 1 thread, shared IVF{args.nlist} centroids\n")
+    print("| index | " + " | ".join(f"nprobe {n}" for n in args.nprobe)
+          + "".join(f" | QPS at recall {t}" for t in args.target) + " |")
+    print("|---|" + "---:|" * (len(args.nprobe) + len(args.target)))
     for name, _, _ in runs:
         mine = [r for r in rows if r["index"] == name]
-        at = qps_at(mine, args.target)
         cells = " | ".join(f"{r['recall']:.4f} / {r['qps']:,.0f}" for r in mine)
-        print(f"| {name} | {cells} | {'-' if at is None else f'{at:,.0f}'} |")
+        at = [qps_at(mine, t) for t in args.target]
+        print(f"| {name} | {cells} | " + " | ".join("-" if q is None else f"{q:,.0f}" for q in at) + " |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)

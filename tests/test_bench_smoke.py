@@ -195,6 +195,22 @@ def test_saq_vs_rabitq_interpolates_qps_at_the_target_recall():
     assert qps_at(rows, 0.99) is None  # never reached
 
 
+def test_saq_vs_rabitq_runs_an_angular_dataset_with_its_own_nlist(tmp_path, monkeypatch, capsys):
+    """Every index gets the dataset's metric (angular: unit vectors, spherical k-means) and the
+    nlist asked for; the table has a QPS column per target."""
+    from bench.saq_vs_rabitq import main
+
+    monkeypatch.chdir(tmp_path)  # the dataset is prepared under ./datasets
+    main(["--dataset", "random-xs-20-angular", "--nlist", "16", "--nprobe", "4", "16", "--queries", "100",
+          "--rounds", "1", "--only", "annvq CAQ4", "rabitqlib nbits=4", "--target", "0.5", "0.9",
+          "--out", "rows.json", "-q"])
+    table = capsys.readouterr().out
+    assert "shared IVF16 centroids" in table and "QPS at recall 0.5 | QPS at recall 0.9 |" in table
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert {r["index"] for r in rows} == {"annvq CAQ4", "rabitqlib nbits=4"}
+    assert all(r["recall"] > 0.8 for r in rows if r["nprobe"] == 16)  # every list read: 4-bit codes alone
+
+
 def test_annvq_wrapper_passes_codec_params():
     from annvq.errors import InvalidParameterError
     from bench.algorithms.annvq_ivf import AnnvqIVF

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import bench.datasets as bd
+from bench import text_embeddings
 from cli.main import cli
 
 
@@ -114,6 +115,46 @@ def test_fashion_mnist_missing_without_root_says_what_to_run(tmp_path, monkeypat
     monkeypatch.setattr(bd.os, "geteuid", lambda: 1000)
     with pytest.raises(bd.DatasetError, match="sudo apt-get install -y dataset-fashion-mnist"):
         bd.prepare("fashion-mnist-784-euclidean", tmp_path, quiet=True)
+
+
+def test_python_docs_missing_without_root_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_embeddings, "PYTHON_DOCS_DIR", tmp_path / "absent")
+    monkeypatch.setattr(bd.os, "geteuid", lambda: 1000)
+    with pytest.raises(bd.DatasetError, match="sudo apt-get install -y python3.11-doc"):
+        bd.prepare("pydocs-256-angular", tmp_path, quiet=True)
+
+
+PAGE = """<html><body><h1>Lists</h1>
+<p>List comprehensions provide a concise way to create lists. Short one.</p>
+<pre>squares = [x**2 for x in range(10)]  # code is not prose.</pre>
+<p>Common applications are to make new lists where each element is the result of some operations.
+New in version 3.2: this sentence repeats in every release.</p>
+<div><p>List comprehensions provide a concise way to create lists.</p></div>
+</body></html>"""
+
+
+def test_text_sentences_are_the_distinct_prose_sentences(tmp_path):
+    (tmp_path / "library").mkdir()
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "library" / "lists.html").write_text(PAGE)
+    (tmp_path / "_static" / "skip.html").write_text("<p>Static pages are not documentation text at all.</p>")
+    assert text_embeddings.sentences(tmp_path) == [
+        "Common applications are to make new lists where each element is the result of some operations.",
+        "List comprehensions provide a concise way to create lists.",
+    ]
+    with pytest.raises(ValueError, match="yields 2 sentences, fewer than the 3 needed"):
+        text_embeddings.build(2, 1, tmp_path)
+
+
+def test_text_embeddings_come_from_the_bundled_model_and_carry_meaning():
+    """WordLlama's wheel ships its weights: vectors without a download, and a paraphrase is
+    nearer than an unrelated sentence."""
+    X = text_embeddings.embed(["A list comprehension builds a new list from an iterable.",
+                               "List comprehensions create lists from iterables.",
+                               "The socket connection timed out while waiting for the server."])
+    assert X.shape == (3, 256) and X.dtype == np.float32
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    assert X[0] @ X[1] > X[0] @ X[2] + 0.1
 
 
 def test_idx_reader_checks_contents(tmp_path):
