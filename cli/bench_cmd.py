@@ -98,7 +98,7 @@ def report_cmd(results, out):
 
 @bench.command("error")
 @click.option("--dataset", default="fashion-mnist-784-euclidean", show_default=True, metavar="NAME|FILE",
-              help="A catalogue name or an ann-benchmarks .hdf5 file (euclidean).")
+              help="A catalogue name or an ann-benchmarks .hdf5 file (angular ones are normalised: unit-vector squared L2).")
 @click.option("--methods", default="SAQ,CAQ", show_default=True,
               help="Quantizers to compare, separated by commas: SAQ, CAQ, rabitqlib.")
 @click.option("--bits", default="0.5,1,2,4,8", show_default=True, help="Bit budgets per dimension.")

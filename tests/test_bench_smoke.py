@@ -184,6 +184,18 @@ def test_error_command_delegates_and_reports_bad_methods():
     assert "NoSuchMethod" in out.output
 
 
+def test_error_bench_scores_an_angular_dataset_on_unit_vectors(tmp_path, monkeypatch):
+    """Angular data is normalised, so the measured error is the cosine scan's: small, and falling
+    with the bit budget."""
+    from bench.error import run_error_bench
+
+    monkeypatch.chdir(tmp_path)  # the dataset is prepared under ./datasets
+    rows = run_error_bench("random-xs-20-angular", nlist=8, nprobe=2, bits=(2, 8), methods=("CAQ",),
+                           n_queries=50, quiet=True)
+    errors = [r["rel_error_pairs"] for r in rows]
+    assert [r["bits"] for r in rows] == [2, 8] and errors[1] < errors[0] / 10 and errors[0] < 0.2
+
+
 def test_saq_vs_rabitq_interpolates_qps_at_the_target_recall():
     from bench.saq_vs_rabitq import qps_at
 
