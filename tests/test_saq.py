@@ -392,3 +392,15 @@ def test_cosine_estimates_centre_the_query_on_its_list():
         D, I = Index(64, "IVF16,CAQ4", metric).train(Xn).add(Xn).search(Qn, 10, nprobe=16)
         errors[metric] = np.abs(D - np.einsum("qd,qkd->qk", Qn, Xn[I])).mean()
     assert errors["cosine"] < 0.5 * errors["ip"]
+
+
+def test_cosine_has_no_stage_0():
+    """Stage 0's Chebyshev bound assumes a list's residuals are centred, which spherical k-means
+    centroids do not give: cosine searches ignore m."""
+    X, Q = split(3000, 40, 96, seed=10)
+    index = Index(96, "IVF8,SAQ4", "cosine").train(X).add(X)
+    for q in (Q, Q[:1]):
+        D, I = index.search(q, 10, nprobe=4)
+        D4, I4 = index.search(q, 10, nprobe=4, params="m=0.5")
+        np.testing.assert_array_equal(I, I4)
+        np.testing.assert_array_equal(D, D4)

@@ -38,7 +38,8 @@ class SAQCodec(Codec):
     """``SAQ{bits}``: fractional average bits per dimension in [0.2, 13], e.g. SAQ0.5, SAQ4."""
 
     #: m: stage-0 Chebyshev multiplier, off (inf) by default: on fashion-mnist it pruned no more than
-    #: stage 1 does while a single query's bounds cost 10-25 us; prune 0 scores every candidate exactly.
+    #: stage 1 does while a single query's bounds cost 10-25 us; cosine ignores it (`variance_bounds`).
+    #: prune 0 scores every candidate exactly.
     search_params = {"m": (numbers.Real, 0.0, math.inf, math.inf), "prune": (int, 0, 1, 1)}
     fit_reads_assignment = False  # the PCA and the plan see the vectors, not their residuals
     serial_queries = 1  # one query: the rotation, probe and scan kernels all run on its thread
@@ -258,9 +259,13 @@ class SAQCodec(Codec):
     def variance_bounds(self, QW: np.ndarray, m: float) -> np.ndarray:
         """m * sigma_s(q) per query and non-zero segment from the rotated queries QW (eq. 20):
         sigma_s^2 = sum q_i^2 var_i over the PCA-projected query, as the official code does. A
-        single segment has no stage 0 (docs/algorithms.md §7.4). A few queries take one numba call, batches BLAS."""
+        single segment has no stage 0 (docs/algorithms.md §7.4). A few queries take one numba call, batches BLAS.
+
+        Cosine has none either: the bound takes <o, x> as centred, which a list's residuals are
+        around a k-means mean, but not around a spherical k-means centroid of unit norm, where
+        the L2 form's bound dropped true neighbours (pydocs-256-angular, m=4: recall 0.87 to 0.69)."""
         S = len(self._seg_arrays[0])
-        if S <= 1 or not math.isfinite(m):
+        if S <= 1 or not math.isfinite(m) or self.metric == "cosine":
             return self._unbounded if len(QW) == 1 else np.full((len(QW), S), NO_BOUND, np.float32)
         seg_dim, seg_len, _ = self._seg_arrays
         maps, offsets, means = self._sigma_maps()
