@@ -27,8 +27,9 @@ once per round, ``--rounds`` rounds, best time kept. An index stops its sweep of
 its recall reaches ``--stop-recall`` (larger nprobe only cost time). The tables give recall / QPS
 per nprobe, QPS at ``--target`` recall (`bench.saq_vs_rabitq.qps_at`), the fewest results any
 query got (annvq must always return min(k, matching)), and annvq's strategy per nprobe
-(`annvq.part_search`: ``ivf`` with the bitset in the scan, ``flat`` over the matching rows; a
-query short of k is searched again with nprobe doubled, hence ``ivf+flat``).
+(`annvq.part_search`: ``ivf`` with the bitset in the scan, ``ivf-raw`` over the raw vectors of
+the allowed rows of the probed lists, ``flat`` over the matching rows; a query short of k is
+searched again with nprobe doubled, hence ``ivf+flat``).
 """
 
 from __future__ import annotations
