@@ -143,7 +143,7 @@ def stage1_reference(index, rows=slice(None)):
     """float64 (rescale_P, spread, K1, Kd) of the lists' rows, from the unpacked codes
     (`kernels.scan.fast_terms`): h the P-bit prefix code, rescale_P = rescale ||g||^2 / <h, g>."""
     c, lists = index.codec, index.lists
-    z = (c._rotated_centroids(index.centroids_)[lists.assignments()] - c._rotated_origin()).astype(np.float64)[rows]
+    z = (c._rotated_centroids(index.centroids_)[lists.assignments()] - c._rotated_origin).astype(np.float64)[rows]
     f = lists.factors[rows].astype(np.float64)
     K1 = f[:, -1] ** 2 if c.tail_dim < c.padded_dim else np.zeros(len(f))
     out = [[], [], None, []]
@@ -183,7 +183,7 @@ def test_stage1_terms_equal_a_float64_reference(request, data, spec, metric):
     index = Index(X.shape[1], spec, metric=metric).train(X).add(X)
     c, lists = index.codec, index.lists
     got = fast_terms(lists.offsets, lists.codes, lists.factors, c._rotated_centroids(index.centroids_),
-                     c._rotated_origin(), *c._scan_layout[:4], c._scan_layout[5], metric == "l2")
+                     c._rotated_origin, *c._scan_layout[:4], c._scan_layout[5], metric == "l2")
     want = stage1_reference(index)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-4)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-3, atol=1e-6 * want[1].max())

@@ -27,7 +27,8 @@ from .bits import code_dot, prefetch_row
 from .config import JIT, PARALLEL_JIT
 from .driver import WORST, allowed, ivf_topk
 from .fastscan import BLOCK, accumulate_block, subset_sum_tables
-from .flat import dot
+from .flat import dot, small_matmul
+from .probe import nearest_centroids
 from .topk import heap_push
 
 #: Stage 1 keeps a candidate unless its estimate, less this many standard deviations of its
@@ -346,3 +347,17 @@ def saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, l
     data = (QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits,
             seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
     return ivf_topk(_saq_begin, _saq_list, data, probes, live, k)
+
+
+@numba.njit(**JIT)
+def saq_query_one(Q, W, CW, lead, n, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len,
+                  seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
+    """One query (1, dim) end to end in one call: rotated by W, its n lists found in the PCA basis
+    (`probe.nearest_centroids`, ``lead`` its leading columns of CW) and scanned (`saq_scan_one`).
+    Returns (rotated query, lists, scores, rows); the first two serve a collection's other segments."""
+    QW = small_matmul(Q, W)
+    probes = nearest_centroids(QW, CW, lead, n)
+    scores, rows = saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim,
+                                seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune,
+                                live, k)
+    return QW, probes, scores, rows

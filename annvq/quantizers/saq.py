@@ -23,7 +23,7 @@ from ..kernels.config import readonly
 from ..kernels.driver import WORST
 from ..kernels.fastscan import pack_blocks
 from ..kernels.probe import leading_columns, nearest_centroids, nearest_centroids_batch
-from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_scan, saq_scan_one, segment_sigmas
+from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_query_one, saq_scan, saq_scan_one, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
 from .allocation import check_bits, plan_segments
@@ -133,6 +133,10 @@ class SAQCodec(Codec):
                                            in zip(self._seg_word, planes, widths)] or [[]]).astype(np.int64)
         fast_dim = np.concatenate([np.tile(np.arange(start // 8, start // 8 + width), p) for (start, _, _), p, width
                                    in zip(segs, planes, widths)] or [[]]).astype(np.int64)
+        # the origin r of the centroid terms, rotated; the inner-product scan keeps the raw query (its
+        # estimate of <o, q> does not involve the centroid), so r = 0 there
+        origin = self.origin_ if self.l2_form and self.origin_ is not None else np.zeros(self.dim, np.float32)
+        self._rotated_origin = readonly(self.rotate(origin[None])[0])
         # what every scan passes after the lists' arrays, built once per model
         self._scan_layout = (*self._seg_arrays, readonly(8 * self._seg_word), readonly(cols), readonly(planes),
                              readonly(fast_dim), self.tail_dim, self.l2_form)
@@ -201,21 +205,15 @@ class SAQCodec(Codec):
         return out / 2 - 1 if self.metric == "cosine" else out
 
     # --- search ----------------------------------------------------------------------------
-    def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
-        return self._cached("centroids", centroids, lambda: readonly(np.ascontiguousarray(self.rotate(centroids))))
-
-    def _leading(self, centroids: np.ndarray) -> np.ndarray:
-        """The rotated centroids' leading columns, as `kernels.probe` reads them."""
-        return self._cached("leading", centroids, lambda: readonly(leading_columns(self._rotated_centroids(centroids))))
-
-    def _rotated_origin(self) -> np.ndarray:
-        """The origin r of the centroid terms in the rotated space; the inner-product scan keeps
-        the raw query (its estimate of <o, q> does not involve the centroid), so r = 0 there."""
+    def _centroid_arrays(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the rotated centroids, their leading columns as `kernels.probe` reads them)."""
         def make():
-            if not self.l2_form or self.origin_ is None:
-                return readonly(np.zeros(self.padded_dim, np.float32))
-            return readonly(self.rotate(self.origin_[None])[0])
-        return self._cached("origin", self.transform_, make)
+            CW = readonly(np.ascontiguousarray(self.rotate(centroids)))
+            return CW, readonly(leading_columns(CW))
+        return self._cached("centroids", centroids, make)
+
+    def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
+        return self._centroid_arrays(centroids)[0]
 
     def _packed(self, lists, CW):
         """(offsets, block offsets, planes, lanes, codes): the lists' arrays as the scan reads them.
@@ -227,7 +225,7 @@ class SAQCodec(Codec):
             offsets = readonly(lists.offsets)
             codes, factors = readonly(lists.codes), readonly(lists.factors)
             block_offsets, planes = pack_blocks(offsets, np.asarray(codes)[:, self._fast_bytes])
-            rescale_p, spread, K1, Kd = fast_terms(offsets, codes, factors, CW, self._rotated_origin(),
+            rescale_p, spread, K1, Kd = fast_terms(offsets, codes, factors, CW, self._rotated_origin,
                                                    *self._scan_layout[:4], self._scan_layout[5], self.l2_form)
             tail = factors[:, -1:] if self.tail_dim < self.padded_dim else np.zeros((lists.ntotal, 1), np.float32)
             lanes = np.hstack([factors[:, 0:2 * S:2], rescale_p, spread, factors[:, 1:2 * S:2], Kd, tail, K1[:, None]])
@@ -280,12 +278,22 @@ class SAQCodec(Codec):
 
     def search(self, plan, centroids, lists, probe, k, live):
         self._check_trained("search")
-        CW = self._rotated_centroids(centroids)
-        QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
-        probes = self.probed(plan, centroids, probe)
-        scan = saq_scan_one if plan.nq == 1 else saq_scan
-        scores, rows = scan(QW, CW, self._rotated_origin(), msig, probes, *self._packed(lists, CW),
-                            *self._scan_layout, bool(plan.params["prune"]), live, k)
+        CW, lead = self._centroid_arrays(centroids)
+        packed, prune = self._packed(lists, CW), bool(plan.params["prune"])
+        if (plan.nq == 1 and "saq" not in plan.cache.entries and self._probes_itself(probe) and probe.keep is None
+                and math.isinf(plan.params["m"])):
+            # a single query's first segment: rotation, probe and scan in one call, not three with
+            # Python between them; the next segments find the rotated query and lists in the plan
+            QW, probes, scores, rows = saq_query_one(plan.queries, self.transform_, CW, lead, probe.n,
+                                                     self._rotated_origin, self._unbounded, *packed,
+                                                     *self._scan_layout, prune, live, k)
+            plan.cache.entries.update({"saq": (QW, self._unbounded), ("saq lists", probe.key): probes})
+        else:
+            QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
+            probes = self.probed(plan, centroids, probe)
+            scan = saq_scan_one if plan.nq == 1 else saq_scan
+            scores, rows = scan(QW, CW, self._rotated_origin, msig, probes, *packed, *self._scan_layout, prune,
+                                live, k)
         if self.metric == "cosine":  # squared L2 between unit vectors, as -<q, x>
             scores = np.where(rows >= 0, scores * np.float32(0.5) - np.float32(1.0), WORST)
         return scores, rows
@@ -298,18 +306,22 @@ class SAQCodec(Codec):
     def probed(self, plan, centroids, probe):
         QW = plan.cache.get("saq", lambda: self._prepare(plan))[0]
         return plan.cache.get(("saq lists", probe.key),
-                              lambda: self._probe(plan, probe, QW, self._rotated_centroids(centroids), centroids))
+                              lambda: self._probe(plan, probe, QW, *self._centroid_arrays(centroids)))
 
-    def _probe(self, plan, probe, QW, CW, centroids):
+    def _probes_itself(self, probe) -> bool:
+        """Whether the lists are found in the codec's basis: L2 after a PCA (see `_probe`)."""
+        return probe.metric == "l2" and self.mean_ is not None
+
+    def _probe(self, plan, probe, QW, CW, lead):
         """The lists to scan. For L2 they are found in the codec's PCA basis, which the rotated
         queries are in already: there the leading 64 dimensions rule out most centroids
         (`kernels.probe`, half the time of faiss's BLAS search over the raw centroids on
         fashion-mnist). CAQ's basis is a random rotation, and inner product has no partial
         bound: those go through the probe."""
-        if probe.metric != "l2" or self.mean_ is None:
+        if not self._probes_itself(probe):
             return plan.lists(probe)
         nearest = nearest_centroids if plan.nq <= SMALL_ROWS else nearest_centroids_batch
-        return probe.restrict(nearest(QW, CW, self._leading(centroids), probe.n))
+        return probe.restrict(nearest(QW, CW, lead, probe.n))
 
     # --- persistence -----------------------------------------------------------------------
     def state(self):
