@@ -534,18 +534,20 @@ class Collection:
         if filtered_ivf:
             plan = plan._replace(nprobe=self._nprobe_for_k(state.model, plan, pred, allowed))
         hits, strategies = self._search(state, plan, pred, allowed, exact)
-        if filtered_ivf:
-            want = min(plan.k, sum(n for _, _, n in allowed))
-            short = np.flatnonzero(hits.found < want)
-            nprobe, nlist = plan.nprobe, state.model.nlist
+        want = min(plan.k, sum(n for _, _, n in allowed)) if filtered_ivf else 0
+        if want:  # hits are padded at the end: a query has fewer than want where hit want-1 is none
+            short = np.flatnonzero(hits.ids[:, want - 1] < 0)
+            nprobe, nlist, ran = plan.nprobe, state.model.nlist, len(strategies)
             while len(short) and nprobe < nlist:
                 nprobe = min(2 * nprobe, nlist)
                 again = plan._replace(queries=readonly(plan.queries[short]), nprobe=nprobe, cache=QueryCache())
                 more, more_strategies = self._search(state, again, pred, allowed, exact)
                 hits.put(short, more)
                 strategies += [s for s in more_strategies if s not in strategies]
-                short = short[more.found < want]
-        return replace(hits, strategy="+".join(strategies) or "none")
+                short = short[more.ids[:, want - 1] < 0]
+            if len(strategies) > ran:
+                hits = replace(hits, strategy="+".join(strategies))
+        return hits
 
     @staticmethod
     def _nprobe_for_k(model: Index, plan: SearchPlan, pred: Bool, allowed: list) -> int:
@@ -569,7 +571,8 @@ class Collection:
             found.append((scores, rows))
             if strategy not in strategies:
                 strategies.append(strategy)
-        return Hits.merge(plan, tuple(part for part, _, _ in allowed), found), strategies
+        parts = tuple(part for part, _, _ in allowed)
+        return Hits.merge(plan, parts, found, "+".join(strategies) or "none"), strategies
 
     # --- maintenance -----------------------------------------------------------------------
     def verify(self) -> list[str]:

@@ -46,14 +46,14 @@ class Hits:
             getattr(self, name)[queries] = getattr(other, name)
 
     @classmethod
-    def merge(cls, plan: SearchPlan, parts: tuple[Part, ...],
-              found: list[tuple[np.ndarray, np.ndarray]]) -> "Hits":
+    def merge(cls, plan: SearchPlan, parts: tuple[Part, ...], found: list[tuple[np.ndarray, np.ndarray]],
+              strategy: str = "") -> "Hits":
         """The best ``plan.k`` of the parts' (raw scores, rows), ties kept in part order."""
         shape, nprobe = (plan.nq, plan.k), np.full(plan.nq, plan.nprobe)
-        if len(found) == 1:  # already the best k, in order
+        if len(found) == 1:  # already the best k, in order; part 0, or -1 (rows >> 63) where none
             scores, rows = found[0]
-            return cls(plan.report(scores, rows), row_ids(rows, readonly(parts[0].segment.ids)),
-                       np.where(rows < 0, -1, 0), rows, parts, nprobe)
+            return cls(plan.report(scores, rows), row_ids(rows, readonly(parts[0].segment.ids)), rows >> 63, rows,
+                       parts, nprobe, strategy)
         if not found:
             scores, rows, part = np.full(shape, WORST, np.float32), np.full(shape, -1, np.int64), None
         else:
@@ -67,7 +67,7 @@ class Hits:
         for i, p in enumerate(parts):
             at = part == i
             ids[at] = p.segment.ids[rows[at]]
-        return cls(plan.report(scores, rows), ids, part, rows, parts, nprobe)
+        return cls(plan.report(scores, rows), ids, part, rows, parts, nprobe, strategy)
 
     def _located(self, qi: int):
         """(part, row) of query qi's hits, padding dropped."""
