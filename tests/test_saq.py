@@ -102,9 +102,10 @@ def test_variance_bounds_equal_the_pca_projected_query_formula(dim):
     Qp = apply_pca(Q, codec.mean_, codec.components_).astype(np.float64)
     weighted = Qp ** 2 * codec.variance_[:dim]
     sigma = np.stack([weighted[:, a:a + length].sum(1) for a, length, _ in codec.segments], 1)
-    got = codec.variance_bounds(codec.rotate(Q), 4.0)  # a batch: BLAS
+    QW = Q @ codec.transform_  # the exact rotation (searches round it to float16: `rotate`)
+    got = codec.variance_bounds(QW, 4.0)  # a batch: BLAS
     np.testing.assert_allclose(got, 4 * np.sqrt(sigma), rtol=1e-4)
-    few = codec.variance_bounds(codec.rotate(Q[:3]), 4.0)  # a few queries: one numba call
+    few = codec.variance_bounds(np.ascontiguousarray(QW[:3]), 4.0)  # a few queries: one numba call
     np.testing.assert_allclose(few, 4 * np.sqrt(sigma[:3]), rtol=1e-4)
 
 

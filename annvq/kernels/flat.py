@@ -11,6 +11,7 @@ import numpy as np
 from .bits import prefetch_row
 from .config import JIT, PARALLEL_JIT
 from .driver import allowed, ivf_topk, new_heaps
+from .half import widen
 from .topk import heap_push, heap_sort
 
 
@@ -166,7 +167,8 @@ def rerank_exact(Q, candidates, vectors, alpha, k):
 @numba.njit(**JIT)
 def small_matmul(X, W):
     """X @ W in float32 on one thread, for a handful of rows: W is streamed once, row by row,
-    and a row that only zero coordinates meet is not read (half of W for a Fashion-MNIST image)."""
+    and a row that only zero coordinates meet is not read (half of W for a Fashion-MNIST image).
+    W is float32, or float16 bits (`half.as_half_bits`), which halve what is read."""
     n, d = X.shape
     out = np.zeros((n, W.shape[1]), np.float32)
     for i in range(d):
@@ -177,7 +179,7 @@ def small_matmul(X, W):
                 continue
             o = out[r]
             for j in range(w.shape[0]):
-                o[j] += x * w[j]
+                o[j] += x * widen(w[j])
     return out
 
 
