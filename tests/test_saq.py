@@ -251,19 +251,31 @@ def test_end_to_end_recall_at_8_bits():
 @pytest.mark.parametrize("decay", [0.0, 0.05])
 def test_pruned_probe_equals_brute_force(decay):
     """Partial-distance probing (one query at a time and a batch) returns the exact n nearest
-    rows, best first, on a skewed spectrum (where it prunes) and a flat one (where it cannot)."""
+    rows, best first, on a skewed spectrum (where it prunes) and a flat one (where it cannot);
+    with a keep mask, the n nearest kept rows, -1 after the last when fewer are kept."""
     rng = np.random.default_rng(5)
     scale = np.exp(-decay * np.arange(192)).astype(np.float32)
     C = rng.standard_normal((300, 192)).astype(np.float32) * scale
     X = rng.standard_normal((40, 192)).astype(np.float32) * scale
     d = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)
     lead = leading_columns(C)
+    everything = np.zeros(0, np.bool_)
     for n in (1, 7, 300):
         truth = np.take_along_axis(d, np.argsort(d, axis=1)[:, :n], 1)
-        for got in (nearest_centroids(X[:8], C, lead, n), nearest_centroids_batch(X, C, lead, n)):
+        for got in (nearest_centroids(X[:8], C, lead, n, everything), nearest_centroids_batch(X, C, lead, n, everything)):
             assert all(len(set(row)) == n for row in got)
             # the n nearest, best first, up to float32 rounding between near-equal distances
             np.testing.assert_allclose(np.take_along_axis(d[:len(got)], got, 1), truth[:len(got)], rtol=1e-5)
+    keep = np.random.default_rng(6).random(300) < 0.1  # ~30 kept rows: n = 40 runs out
+    for n in (5, 40):
+        masked = np.where(keep, d, np.inf)
+        want = np.argsort(masked, axis=1)[:, :n]
+        for got in (nearest_centroids(X[:8], C, lead, n, keep), nearest_centroids_batch(X, C, lead, n, keep)):
+            found = got >= 0
+            assert (found.sum(1) == min(n, keep.sum())).all() and keep[got[found]].all()
+            assert (found[:, :-1] >= found[:, 1:]).all()  # -1 only after the last kept row
+            np.testing.assert_allclose(np.take_along_axis(masked[:len(got)], np.where(found, got, want[:len(got)]), 1),
+                                       np.take_along_axis(masked[:len(got)], want[:len(got)], 1), rtol=1e-5)
 
 
 @pytest.mark.parametrize("spec", ["IVF16,SAQ4", "IVF16,SAQ1.5", "IVF16,CAQ4"])

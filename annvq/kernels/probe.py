@@ -6,7 +6,8 @@ centroids per AVX2 step). The exact distances of the n best of these partial sum
 n-th best distance; the second pass reads further only into the centroids whose partial sum is
 below tau, and drops each once its running sum passes tau. Partial sums only grow, so no centroid
 is dropped that could be among the n nearest. On fashion-mnist's 1024 centroids about one in six
-gets past the first pass.
+gets past the first pass. With ``keep`` (a bool per centroid: the lists a filter leaves rows in)
+only kept centroids are candidates, so a filtered probe reads no more than an unfiltered one.
 """
 
 import numba
@@ -26,8 +27,9 @@ def leading_columns(C: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(**JIT, inline="always")
-def _nearest(X, r, C, lead, n, out):
-    """The n rows of C nearest to row r of X, best first, into ``out`` (the module docstring)."""
+def _nearest(X, r, C, lead, n, keep, out):
+    """The n rows of C nearest to row r of X, best first, into ``out``; only rows where ``keep``
+    holds when it is not empty, -1 where fewer are kept (the module docstring)."""
     nc, D = C.shape[0], X.shape[1]
     part = np.zeros(nc, np.float32)
     for i in range(LEAD):
@@ -35,6 +37,9 @@ def _nearest(X, r, C, lead, n, out):
         for j in range(nc):
             d = x - lead[i, j]
             part[j] += d * d
+    if keep.shape[0]:
+        for j in range(nc):
+            part[j] = part[j] if keep[j] else WORST
     seed_s = np.full(n, WORST, np.float32)
     seed = np.full(n, -1, np.int64)
     for j in range(nc):
@@ -43,6 +48,8 @@ def _nearest(X, r, C, lead, n, out):
     done = np.zeros(nc, np.bool_)
     for t in range(n):
         j = seed[t]
+        if j < 0:  # fewer kept rows than n
+            continue
         s = part[j]
         for i in range(D - LEAD):
             at = np.uint64(LEAD + i)  # unsigned index: no wraparound check, so the loop vectorises
@@ -66,19 +73,20 @@ def _nearest(X, r, C, lead, n, out):
 
 
 @numba.njit(**JIT)
-def nearest_centroids(X, C, lead, n):
+def nearest_centroids(X, C, lead, n, keep):
     """The n rows of C (nc, D) nearest to each row of X (nq, D) in L2, best first, on this
-    thread (a few queries); D a multiple of LEAD, ``lead`` = `leading_columns` (C)."""
+    thread (a few queries); D a multiple of LEAD, ``lead`` = `leading_columns` (C); only rows
+    where ``keep`` holds unless it is empty, -1 after the last kept one."""
     out = np.full((X.shape[0], n), -1, np.int64)
     for r in range(X.shape[0]):
-        _nearest(X, r, C, lead, n, out[r])
+        _nearest(X, r, C, lead, n, keep, out[r])
     return out
 
 
 @numba.njit(**PARALLEL_JIT)
-def nearest_centroids_batch(X, C, lead, n):
+def nearest_centroids_batch(X, C, lead, n, keep):
     """`nearest_centroids` for a batch, queries spread over numba's threads."""
     out = np.full((X.shape[0], n), -1, np.int64)
     for r in numba.prange(X.shape[0]):
-        _nearest(X, r, C, lead, n, out[r])
+        _nearest(X, r, C, lead, n, keep, out[r])
     return out
