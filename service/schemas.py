@@ -186,7 +186,7 @@ class Hits(BaseModel):
     vectors: list[list[float] | None] | None = None
     found: int = Field(description="How many hits this query has: k unless fewer points match.")
     nprobe: int = Field(description="Inverted lists this query read (a filter may read more).")
-    strategy: str = Field(description='How the search ran, e.g. "ivf", "flat", "exact", "ivf+exact".')
+    strategy: str = Field(description='How the search ran: "ivf", "ivf-raw", "flat" or "exact", joined by "+" when parts differ (docs/service.md).')
     coverage: Coverage | None = Field(None, description="Sharded collections only: a partial answer "
                                                         "(complete false) lists the shards missing from it.")
 
