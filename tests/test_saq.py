@@ -417,3 +417,40 @@ def test_cosine_has_no_stage_0():
         D4, I4 = index.search(q, 10, nprobe=4, params="m=0.5")
         np.testing.assert_array_equal(I, I4)
         np.testing.assert_array_equal(D, D4)
+
+
+WARM_CHECK = """
+import numba, numpy as np
+import importlib
+from annvq import Index
+from annvq.kernels import driver
+
+modules = [importlib.import_module("annvq.kernels." + name)
+           for name in ("bits", "driver", "fastscan", "flat", "half", "probe", "scan")]
+dispatchers = list({{id(v): v for m in modules for v in vars(m).values()
+                    if isinstance(v, numba.core.registry.CPUDispatcher)}}.values())
+rng = np.random.default_rng(0)
+X = (rng.standard_normal((2000, 128)) * np.exp(-0.02 * np.arange(128))).astype(np.float32)
+index = Index(128, "IVF16,SAQ4", "{metric}").train(X).add(X)
+before = {{id(d): len(d.signatures) for d in dispatchers}}
+for q in (X[:1], X[:3], X[:50]):
+    plan = index.plan(q, 10, nprobe=4)
+    index.scan(plan)
+    index.scan(plan)  # the plan's cached rotation and lists, as a collection's next segment
+    index.scan(plan, live=driver.row_bitset(np.ones(len(X), bool)))
+    index.search(q, 10, nprobe=4)
+print([d.__name__ for d in dispatchers if len(d.signatures) > before[id(d)]])
+"""
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_training_compiles_every_kernel_a_search_runs(metric):
+    """codec.warmup (run by train) leaves nothing for a query to compile or load: one query, a
+    few, a batch, a collection's next segment and a row bitset. In a fresh process, where no
+    other test has loaded a specialisation already."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", WARM_CHECK.format(metric=metric)], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -117,8 +117,9 @@ class Codec:
     def warmup(self) -> None:
         """Compile this codec's kernels now, so the first query pays nothing.
 
-        Encodes a few random vectors into two lists and searches them with one query (probed
-        in numba) and with all (probed through faiss), with and without a row bitset: the same
+        Encodes a few random vectors into two lists and searches them with one query, two (both
+        probed in numba) and all (a batch), with and without a row bitset, each plan twice (the
+        second search finds the plan's cached work, as a collection's next segment does): the same
         array types as real data, so the cached specialisations are the ones queries use.
         """
         from ..ivf import InvertedLists, Probe
@@ -132,11 +133,12 @@ class Codec:
         assign = np.arange(len(X)) % 2
         codes, factors = self.encode(X, centroids, assign)
         lists = InvertedLists.from_rows(2, assign, np.arange(len(X)), codes, factors)
-        for Q in (X[:1], X):
-            plan = SearchPlan(readonly(Q), self.metric, 1, 1, 0, self.check_params({}), QueryCache())
+        probe = Probe(readonly(centroids), self.metric, 1)
+        for Q in (X[:1], X[:2], X):
             for live in (ALL_ROWS, np.ones(2, np.uint8)):
-                scores, rows = self.search(plan, centroids, lists, Probe(readonly(centroids), self.metric, 1), 1,
-                                           live)
+                plan = SearchPlan(readonly(Q), self.metric, 1, 1, 0, self.check_params({}), QueryCache())
+                for _ in range(2):
+                    scores, rows = self.search(plan, centroids, lists, probe, 1, live)
             plan.report(scores, rows), row_ids(rows, readonly(lists.ids))  # what every search ends with
         self._cache = {}  # drop what was derived from the warm-up's lists
 
