@@ -262,7 +262,8 @@ def test_pruned_probe_equals_brute_force(decay):
     everything = np.zeros(0, np.bool_)
     for n in (1, 7, 300):
         truth = np.take_along_axis(d, np.argsort(d, axis=1)[:, :n], 1)
-        for got in (nearest_centroids(X[:8], C, lead, n, everything), nearest_centroids_batch(X, C, lead, n, everything)):
+        for got in (nearest_centroids(X[:8], C, lead, n, everything),
+                    nearest_centroids_batch(X, C, lead, n, everything)):
             assert all(len(set(row)) == n for row in got)
             # the n nearest, best first, up to float32 rounding between near-equal distances
             np.testing.assert_allclose(np.take_along_axis(d[:len(got)], got, 1), truth[:len(got)], rtol=1e-5)

@@ -7,9 +7,10 @@ as it exceeds the current k-th best (tau):
   segment, from the stored norm alone (Chebyshev, eq. 20-21);
 * stage 1: every segment's estimate from its leading planes (one, or up to FAST_BITS per vector),
   read as a shorter code h with its own unbiased rescale, less FAST_SIGMAS standard deviations of
-  its difference from stage 2's estimate (`fast_terms`). The planes are repacked in blocks of 32 vectors and summed by FastScan against
-  uint8 tables of the query's 4-dim subset sums, built once per query: each row's centroid enters
-  through terms derived per row (K1, Kd), as rabitqlib folds it into its factors;
+  its difference from stage 2's estimate (`fast_terms`). The planes are repacked in blocks of 32
+  vectors and summed by FastScan against uint8 tables of the query's 4-dim subset sums, built once
+  per query: each row's centroid enters through terms derived per row (K1, Kd), as rabitqlib
+  folds it into its factors;
 * stage 2: the accurate CAQ estimate, float query against all planes of the code, segment by
   segment, each swapped in for its stage-1 term and checked against tau.
 
@@ -299,8 +300,9 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
                 slack[v] += lanes[b, 2 * S + s, v] * seg[1, s]
         for v in range(BLOCK):
             slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
-        # Stage 2: the accurate estimate of the rows left, whose code rows are fetched together first (each is a few cache lines read from memory), best
-        # stage-1 bound first: tau then tightens soonest, and the first bound over it ends the block
+        # Stage 2: the accurate estimate of the rows left, whose code rows (a few cache lines each,
+        # from memory) are requested together first; best stage-1 bound first: tau then tightens
+        # soonest, and the first bound over it ends the block
         n = 0
         for v in range(nv):
             if alive[v] & (dcur[v] - slack[v] <= tau):
@@ -331,8 +333,9 @@ def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes
     from byte seg_byte[s]. Per FastScan block, packed (blocks, columns, 32) holds the
     fast_planes[s] leading planes of every segment from column fast_col[s] (column j covers
     dimensions 8 fast_dim[j] .. + 7), and lanes (blocks, 5S + 2, 32) lane by lane the ||o_s||,
-    rescale_P, spread (`fast_terms`), rescale and Kd of every segment, then the tail norm and K1. ``prune`` False scores every candidate exactly (stage 2 only). ``live``:
-    the rows that may be returned (driver.py).
+    rescale_P, spread (`fast_terms`), rescale and Kd of every segment, then the tail norm and K1.
+    ``prune`` False scores every candidate exactly (stage 2 only). ``live``: the rows that may be
+    returned (driver.py).
     """
     data = (QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits,
             seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
@@ -354,7 +357,8 @@ def saq_query_one(Q, W, CW, lead, n, keep, origin, msig, offsets, block_offsets,
                   seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
     """One query (1, dim) end to end in one call: rotated by W (float16 bits, `half.as_half_bits`),
     its n lists found in the PCA basis (`probe.nearest_centroids`, ``lead`` its leading columns of
-    CW; only lists where ``keep`` holds, unless empty) and scanned (`saq_scan_one`). Returns (rotated query, lists, scores, rows); the first two serve a collection's other segments."""
+    CW; only lists where ``keep`` holds, unless empty) and scanned (`saq_scan_one`). Returns
+    (rotated query, lists, scores, rows); the first two serve a collection's other segments."""
     QW = small_matmul(Q, W)
     probes = nearest_centroids(QW, CW, lead, n, keep)
     scores, rows = saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim,
