@@ -21,6 +21,10 @@ from .kernels.driver import ALL_ROWS, row_bitset
 
 #: filters whose row bitsets a segment remembers (a repeated filter is evaluated once)
 FILTER_CACHE = 64
+#: a buffer chunk of at least this many floats (rows x dim) is not merged into newer ones: one
+#: brute-force call over it costs far more than the call's overhead, so merging would only copy
+#: it again (the binary counter's O(log n) copies of every row; persist merges the buffer once)
+SETTLED_FLOATS = 1 << 21
 #: a filter leaving rows in at least this fraction of the lists probes as if it left them all:
 #: restricting the probe costs more than the few empty lists it would skip
 KEEP_ALL = 0.9
@@ -226,12 +230,13 @@ def concat_payloads(pieces: list[tuple[pa.Array | None, np.ndarray]]) -> pa.Larg
                              for p, rows in pieces])
 
 
-def carry(older: list[Part], newest: list[Part]) -> tuple[list[Part], list[Part]]:
+def carry(older: list[Part], newest: list[Part], *, settled: int | None = None) -> tuple[list[Part], list[Part]]:
     """Move the last of ``older`` into ``newest`` while ``newest`` holds at least as many live
     rows, as a binary counter carries: (what stays, what to merge). Applied on every append, n
-    appends leave O(log n) parts and copy each row O(log n) times."""
+    appends leave O(log n) parts and copy each row O(log n) times. A part of ``settled`` live
+    rows or more is never moved (nor is any before it)."""
     rows = sum(p.live for p in newest)
-    while older and rows >= older[-1].live:
+    while older and rows >= older[-1].live and (settled is None or older[-1].live < settled):
         rows += older[-1].live
         newest.insert(0, older.pop())
     return older, newest

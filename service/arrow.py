@@ -30,6 +30,7 @@ from annvq import Hits
 from annvq.distributed.sharded import ShardedHits
 from annvq.errors import DimensionMismatchError, InvalidVectorsError
 from annvq.filters import InvalidFilterError
+from annvq.kernels.finite import all_finite
 
 from .errors import ApiError
 
@@ -105,9 +106,8 @@ def vectors(table: pa.Table, dim: int, name: str = "vector") -> np.ndarray:
     values = flat.to_numpy(zero_copy_only=False)  # a null element becomes NaN (floats) or fails below
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf, refused below
         X = np.asarray(values, dtype=np.float32).reshape(n, dim)
-    finite = np.isfinite(X)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite.all(axis=1))[0])
+    if not all_finite(X):  # numba, no (n, dim) bool temporary; the collection's check then finds none
+        row = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
         raise ApiError(400, "non_finite_value", f"{name} row {row}: NaN, Infinity, null or a value beyond float32.",
                        [{"loc": ["body", name, row], "msg": "Input should be a finite number",
                          "type": "finite_number"}])

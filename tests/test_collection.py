@@ -376,6 +376,42 @@ def test_many_small_upserts_fold_into_few_buffer_chunks(tmp_path, data):
         assert col.count == 1839 and col.payloads([2012, 2639]) == [{"i": 1}, {"i": 63}]
 
 
+def test_large_upserts_settle_as_buffer_chunks_of_their_own(tmp_path, data, monkeypatch):
+    """A buffer chunk of SETTLED_FLOATS is never merged again before persist (merging would only
+    copy it), smaller chunks still fold, one whose deletes leave it small folds again, and no
+    replaced, deleted or persisted point is lost or revived."""
+    import annvq.collection
+
+    monkeypatch.setattr(annvq.collection, "SETTLED_FLOATS", 64 * DIM)  # 64 rows settle
+    X, Q = data
+    col = Collection.create(tmp_path / "c", DIM, spec="Flat")
+    for i in range(4):
+        col.upsert(np.arange(100 * i, 100 * i + 100), X[100 * i:100 * i + 100])
+
+    def chunks():
+        return [p.segment.rows for p in col._state.parts if p.segment.name is None]
+
+    assert chunks() == [100, 100, 100, 100]
+    for i in range(4):  # 10-row chunks fold as a binary counter, never into the settled ones
+        col.upsert(np.arange(1000 + 10 * i, 1010 + 10 * i), X[400 + 10 * i:410 + 10 * i])
+    assert chunks() == [100, 100, 100, 100, 40]
+    col.upsert([5, 1000], np.stack([Q[0], Q[1]]))  # replaces a point of a settled chunk and a folded one
+    col.delete(np.arange(300, 340))  # the last settled chunk keeps 60 live rows: it folds again
+    assert chunks() == [100, 100, 100, 100, 40, 2]
+    col.upsert(np.arange(2000, 2060), X[440:500])
+    assert chunks() == [100, 100, 100, 60 + 39 + 2 + 60] and col.count == 400 + 40 - 40 + 60
+    D, I = col.search(Q[:2], 1)
+    assert I[:, 0].tolist() == [5, 1000] and D.max() < 1e-3
+    assert col.get(np.arange(300, 340)) == []
+    np.testing.assert_array_equal(col.get([399])[0].vector, X[399])
+    col.persist()
+    col.close()
+    with Collection.open(tmp_path / "c") as col:
+        assert col.count == 460 and col.get([300]) == []
+        np.testing.assert_array_equal(col.get([5])[0].vector, Q[0])
+        np.testing.assert_array_equal(col.get([2059])[0].vector, X[499])
+
+
 def test_persists_merge_segments_as_a_binary_counter(tmp_path, data):
     """Each persist's segment takes in the newest segments no larger than it: seven persists of
     100 leave three segments (400 + 200 + 100, less two deleted), eight leave one, and no point is
