@@ -29,11 +29,11 @@ def upsert_points(name: CollectionName, raw: RawBody, col: CollectionDep, metric
         table = arrow.read_table(raw, arrow.UPSERT_COLUMNS, {"id", "vector"})
         n = col.upsert(arrow.ids(table), arrow.vectors(table, col.dim), arrow.payloads(table))
         metrics.count_vectors(name, "upsert", n)
-        return json_response(UpsertResult(upserted=n, count=col.count))
+        return json_response({"upserted": n, "count": col.count})
     body = parse_body(PointsUpsert, raw)
     n = col.upsert(body.ids, as_matrix(body.vectors, col.dim), body.payloads)
     metrics.count_vectors(name, "upsert", n)
-    return json_response(UpsertResult(upserted=n, count=col.count))
+    return json_response({"upserted": n, "count": col.count})
 
 
 @router.post("/delete", response_model=DeleteResult, dependencies=[Writable])

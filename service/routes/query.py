@@ -49,9 +49,9 @@ def _query(name: str, col: Collection, raw: bytes, metrics: Metrics) -> Response
     body = parse_body(Query, raw)
     found = col.query(as_matrix([body.vector], col.dim, "vector"), body.k,
                       **search_kwargs(body.params, body.filter))
-    out = hits(found, 0, with_payload=body.with_payload, with_vector=body.with_vector)
+    out = hits(found, with_payload=body.with_payload, with_vector=body.with_vector)[0]
     metrics.count_vectors(name, "query", 1)
-    return json_response(QueryResult(**out, took_ms=(time.perf_counter() - start) * 1e3))
+    return json_response({**out, "took_ms": (time.perf_counter() - start) * 1e3})
 
 
 def _query_batch(name: str, col: Collection, raw: bytes, metrics: Metrics, arrow_params: dict | None = None,
@@ -72,10 +72,9 @@ def _query_batch(name: str, col: Collection, raw: bytes, metrics: Metrics, arrow
         metrics.count_vectors(name, "query", len(found.ids))
         took_ms = (time.perf_counter() - start) * 1e3
         return arrow.arrow_response(arrow.hits_table(found, with_payload=body.with_payload, took_ms=took_ms))
-    results = [hits(found, qi, with_payload=body.with_payload, with_vector=body.with_vector)
-               for qi in range(len(found.ids))]
+    results = hits(found, with_payload=body.with_payload, with_vector=body.with_vector)
     metrics.count_vectors(name, "query", len(results))
-    return json_response(BatchResult(results=results, took_ms=(time.perf_counter() - start) * 1e3))
+    return json_response({"results": results, "took_ms": (time.perf_counter() - start) * 1e3})
 
 
 def parse_options(params: dict) -> QueryOptions:
