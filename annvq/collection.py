@@ -515,7 +515,7 @@ class Collection:
         return hits.distances, hits.ids
 
     def query(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
-              exact: bool = False, params=None, filter=None) -> Hits:
+              exact: bool = False, params=None, filter=None, probes=None) -> Hits:
         """The k best live points of every query that pass ``filter``, with their payloads and
         vectors at hand, how many were found and the strategy that ran (`annvq.part_search`).
 
@@ -525,10 +525,17 @@ class Collection:
         where the probed lists are expected to hold k matching rows, and a query that found fewer
         than k (or fewer than every matching point) is searched again with nprobe doubled until it
         has them or every list was read, so k points come back whenever k match.
+
+        ``probes`` (nq, nprobe) are the lists to read, probed once elsewhere with the same model
+        (`Index.probed`: a sharded collection's router) instead of by every segment's scan.
         """
         state = self._check_open()
         planner = state.model or self._blank
-        plan = planner.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params, owner="Collection.search")
+        if probes is not None and (filter is not None or exact):
+            raise InvalidParameterError("probes are for unfiltered IVF searches: a filter or exact=True "
+                                        "chooses what to read itself.")
+        plan = planner.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params, owner="Collection.search",
+                            probes=probes)
         pred = self._predicate(filter)
         allowed = [(part, *part.allowed(pred)) for part in state.parts]
         allowed = [a for a in allowed if a[2]]

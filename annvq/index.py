@@ -163,12 +163,13 @@ class Index:
 
     # --- search ----------------------------------------------------------------------------
     def plan(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
-             params: str | dict | None = None, owner: str = "Index.search") -> SearchPlan:
+             params: str | dict | None = None, owner: str = "Index.search", probes=None) -> SearchPlan:
         """Validate a search once (queries, k, nprobe, rerank, codec knobs) and freeze it; see
         `search` for the parameters. Scans of several lists with one plan (a collection's segments:
-        ``scan(plan, lists)``) share its per-query work: probing, SAQ's rotation and bounds."""
+        ``scan(plan, lists)``) share its per-query work: probing, SAQ's rotation and bounds.
+        ``probes`` (nq, nprobe), the lists `probed` found, replace the plan's own probe."""
         return make_plan(Q, k, dim=self.dim, metric=self.metric, nlist=self.nlist, codec=self.codec,
-                         owner=owner, nprobe=nprobe, rerank=rerank, params=params,
+                         owner=owner, nprobe=nprobe, rerank=rerank, params=params, probes=probes,
                          default_rerank=DEFAULT_RERANK if self.spec.rerank else 0,
                          store_vectors=self.store_vectors)
 
@@ -198,6 +199,11 @@ class Index:
         # nearest of all; twice that leaves room for the spread between queries
         wide = min(self.nlist, -(-2 * nprobe * self.nlist // max(int(keep.sum()), 1)))
         return replace(self._probe(wide), keep=keep, budget=nprobe)
+
+    def probed(self, plan: SearchPlan) -> np.ndarray:
+        """The lists (nq, nprobe) an unfiltered scan of ``plan`` reads, found as the codec finds
+        them: probed once by a sharded collection's router and given to every shard's plan."""
+        return self.codec.probed(plan, self.centroids_, self.probe(plan.nprobe))
 
     def _probe(self, n: int) -> Probe:
         """The `Probe` of n lists over this model's centroids, made once per n and model."""

@@ -44,13 +44,26 @@ class SearchPlan(NamedTuple):
     rerank: int
     params: Mapping[str, Any]
     cache: QueryCache
+    #: (nq, nprobe) int64 lists probed once elsewhere (a sharded collection's router), read-only
+    probes: np.ndarray | None = None
 
     @property
     def nq(self) -> int:
         return len(self.queries)
 
+    def given(self, probe) -> np.ndarray | None:
+        """The plan's ``probes`` when they answer ``probe`` (as many lists, no filter's mask),
+        else None: then the scan probes itself."""
+        if self.probes is not None and probe.keep is None and probe.n == self.probes.shape[1]:
+            return self.probes
+        return None
+
     def lists(self, probe) -> np.ndarray:
-        """The lists ``probe`` (an `ivf.Probe`) names for the queries, found once per search."""
+        """The lists ``probe`` (an `ivf.Probe`) names for the queries, found once per search
+        (the given ``probes`` when they answer it)."""
+        given = self.given(probe)
+        if given is not None:
+            return given
         return self.cache.get(("lists", probe.key), lambda: probe(self.queries))
 
     def report(self, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -83,11 +96,13 @@ def parse_params(params: str | dict | None) -> dict[str, Any]:
 
 
 def make_plan(Q, k, *, dim: int, metric: str, nlist: int, codec, owner: str, nprobe=None, rerank=None,
-              default_rerank: int = 0, store_vectors: bool = True, params=None) -> SearchPlan:
+              default_rerank: int = 0, store_vectors: bool = True, params=None, probes=None) -> SearchPlan:
     """Validate a search against an index's shape and codec (``codec.search_params``) and freeze
-    it. Keyword arguments win over the same names in ``params``."""
+    it. Keyword arguments win over the same names in ``params``; nprobe defaults to the width of
+    ``probes`` when they are given (`check_probes`)."""
     opts = parse_params(params)
-    params_nprobe, params_rerank = opts.pop("nprobe", 1), opts.pop("rerank", default_rerank)
+    given = 1 if probes is None or np.ndim(probes) != 2 else np.shape(probes)[1]
+    params_nprobe, params_rerank = opts.pop("nprobe", given), opts.pop("rerank", default_rerank)
     nprobe = params_nprobe if nprobe is None else nprobe
     rerank = params_rerank if rerank is None else rerank
     k = check_int(k, "k", owner)
@@ -104,5 +119,22 @@ def make_plan(Q, k, *, dim: int, metric: str, nlist: int, codec, owner: str, npr
             "rerank needs the raw vectors: build the index with store_vectors=True or a ',Rerank' spec."
         )
     X = metric_vectors(Q, dim, metric, name="queries")
+    if probes is not None:
+        probes = check_probes(probes, len(X), nprobe, nlist, owner)
     return SearchPlan(readonly(X), metric, k, nprobe, rerank, codec.check_params(opts),
-                      QueryCache())
+                      QueryCache(), probes)
+
+
+def check_probes(probes, nq: int, nprobe: int, nlist: int, owner: str) -> np.ndarray:
+    """Lists probed elsewhere, checked: integers, shape (nq, nprobe), each in [0, nlist); as
+    read-only int64, since the scans take them in place of their own probe's."""
+    arr = np.asarray(probes)
+    if arr.dtype.kind not in "iu":
+        raise InvalidParameterError(f"{owner}: probes must be integer list numbers; got dtype {arr.dtype}.")
+    if arr.shape != (nq, nprobe):
+        raise InvalidParameterError(
+            f"{owner}: probes must have shape (queries, nprobe) = ({nq}, {nprobe}); got {arr.shape}.")
+    if arr.size and (arr.min() < 0 or arr.max() >= nlist):
+        raise InvalidParameterError(
+            f"{owner}: probes must be list numbers in [0, {nlist}); got {arr.min()} to {arr.max()}.")
+    return readonly(np.ascontiguousarray(arr, dtype=np.int64))

@@ -100,8 +100,8 @@ def test_a_large_batch_goes_to_the_shards_through_the_object_store_with_the_same
     from annvq.distributed.sharded import INLINE_BYTES
 
     Q = clustered(1800, DIM, seed=13)
-    assert Q.nbytes > INLINE_BYTES
-    np.testing.assert_array_equal(cluster.search(Q, 10, nprobe=4)[1], single.search(Q, 10, nprobe=4)[1])
+    assert Q.nbytes > INLINE_BYTES and len(Q) * 16 * 8 > INLINE_BYTES  # the queries and their probed lists
+    np.testing.assert_array_equal(cluster.search(Q, 10, nprobe=16)[1], single.search(Q, 10, nprobe=16)[1])
 
 
 def test_filtered_search_get_count_and_scroll_equal_the_single_collection(cluster, single, data):

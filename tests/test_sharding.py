@@ -58,6 +58,67 @@ def test_an_untrained_model_is_refused(tmp_path):
             col.adopt_model(Index(DIM, "IVF8,SAQ4", "l2", store_vectors=True))
 
 
+@pytest.mark.parametrize("spec, metric", [("IVF8,SAQ4", "l2"), ("IVF8,SAQ4", "cosine"), ("IVF8,CAQ4", "l2"),
+                                          ("IVF8,PQ8x8", "ip"), ("IVF8,Flat", "l2")])
+def test_lists_probed_once_equal_the_collections_own_and_give_its_answers(tmp_path, data, spec, metric):
+    X, Q = data
+    ids = np.arange(len(X)) * 3
+    model = Index(DIM, spec, metric).train(X)
+    with Collection.create(tmp_path / "c", DIM, spec=spec, metric=metric, store_vectors=False) as col:
+        col.upsert(ids[:600], X[:600])
+        col.adopt_model(model)
+        col.upsert(ids[600:], X[600:])
+        col.persist()  # two segments: the given lists serve both
+        for nq, nprobe in ((1, 1), (1, 3), (len(Q), 3)):
+            plan = model.plan(Q[:nq], 10, nprobe=nprobe)
+            probes = model.probed(plan)
+            scanned = model.plan(Q[:nq], 10, nprobe=nprobe)
+            model.scan(scanned, col._state.parts[0].segment.lists)  # what a segment's scan probes
+            own = [v for key, v in scanned.cache.entries.items() if isinstance(key, tuple) and "lists" in key[0]]
+            assert own and probes.shape == (nq, nprobe)
+            for lists in own:
+                np.testing.assert_array_equal(probes, lists)
+            want, got = col.query(Q[:nq], 10, nprobe=nprobe), col.query(Q[:nq], 10, nprobe=nprobe, probes=probes)
+            np.testing.assert_array_equal(got.ids, want.ids)
+            # a single SAQ query rotates apart from its scan then, not in the fused kernel: last-bit rounding
+            np.testing.assert_allclose(got.distances, want.distances, rtol=1e-6)
+
+
+def test_given_lists_are_the_lists_read(tmp_path, data):
+    X, Q = data
+    ids = np.arange(len(X)) * 3
+    index = Index(DIM, "IVF8,SAQ4", "l2").train(X).add(X, ids)
+    far = np.argmax(((Q[:, None, :] - index.centroids_[None]) ** 2).sum(-1), axis=1)[:, None]  # farthest list
+    with Collection.create(tmp_path / "c", DIM, spec="IVF8,SAQ4", store_vectors=False) as col:
+        col.upsert(ids, X)
+        col.adopt_model(index)
+        for nq in (1, len(Q)):  # SAQ's fused single-query kernel, which probes itself, and a batch
+            got = col.query(Q[:nq], 5, nprobe=1, probes=far[:nq]).ids
+            for q in range(nq):
+                start, end = index.lists.offsets[far[q, 0]:far[q, 0] + 2]
+                assert set(got[q]) <= set(index.lists.ids[start:end]) and (got[q] >= 0).any()
+            assert (got != col.query(Q[:nq], 5, nprobe=1).ids).any()
+
+
+@pytest.mark.parametrize("probes, options, match", [
+    (np.zeros((20, 2), np.float32), {}, "integer list numbers; got dtype float32"),
+    (np.zeros((19, 2), np.int64), {}, r"shape \(queries, nprobe\) = \(20, 2\); got \(19, 2\)"),
+    (np.zeros((20, 2), np.int64), {"nprobe": 3}, r"= \(20, 3\); got \(20, 2\)"),
+    (np.full((20, 2), 8), {}, r"list numbers in \[0, 8\); got 8 to 8"),
+    (np.full((20, 2), -1), {}, r"in \[0, 8\); got -1"),
+    (np.zeros((20, 2), np.int64), {"filter": {"must": []}}, "unfiltered IVF searches"),
+    (np.zeros((20, 2), np.int64), {"exact": True}, "unfiltered IVF searches"),
+])
+def test_bad_given_lists_are_refused_clearly(tmp_path, data, probes, options, match):
+    X, Q = data
+    with Collection.create(tmp_path / "c", DIM, spec="IVF8,SAQ4") as col:
+        col.upsert(np.arange(len(X)), X)
+        col.adopt_model(Index(DIM, "IVF8,SAQ4", "l2", store_vectors=True).train(X))
+        with pytest.raises(InvalidParameterError, match=match):
+            col.query(Q, 5, probes=probes, **options)
+        assert col.query(Q, 5, probes=np.zeros((20, 2), np.uint8)).nprobe.tolist() == [2] * 20  # nprobe: the width
+
+
 def test_splitmix64_matches_the_reference_and_routes_stably_and_evenly():
     from annvq.distributed.routing import shard_of, split, splitmix64
 

@@ -409,15 +409,18 @@ class ShardedCollection:
     def query(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
               exact: bool = False, params=None, filter=None, timeout: float | None = None) -> ShardedHits:
         """The k best points of every query over all shards. The queries, options and filter
-        are validated once here, sent to every shard, and the shards' k best merged by score.
-        Shards that give no answer within ``timeout`` (default: the collection's) are left out
-        and named in ``coverage``; an error a shard raises is raised here."""
+        are validated once here, and an unfiltered IVF search probed once here against the
+        shared centroids (`Index.probed`): every shard scans the lists it is sent, instead of
+        probing again. The shards' k best are merged by score. Shards that give no answer within
+        ``timeout`` (default: the collection's) are left out and named in ``coverage``; an error
+        a shard raises is raised here."""
         plan = self.model.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params, owner="ShardedCollection.query")
         parse_filter(filter, self.payload_indexes)
-        options = {"nprobe": nprobe, "rerank": rerank, "exact": exact, "params": params, "filter": filter}
-        Q = np.asarray(plan.queries)
-        if Q.nbytes > INLINE_BYTES:  # one copy in the object store for every shard, not one per call
-            Q = _ray().put(Q)
+        # a filter's lists depend on each shard's rows (`Index.probe`'s keep): shards probe those
+        probes = self.model.probed(plan) if filter is None and not exact and self.nlist > 1 else None
+        options = {"nprobe": plan.nprobe, "rerank": rerank, "exact": exact, "params": params, "filter": filter,
+                   "probes": _shared(probes)}
+        Q = _shared(np.asarray(plan.queries))
         answers, missing = self._gather([(i, s.query.remote(Q, plan.k, **options)) for i, s in enumerate(self._shards)],
                                         self.timeout if timeout is None else timeout)
         coverage = Coverage(self.shards, missing)
@@ -440,6 +443,12 @@ class ShardedCollection:
 
     def warmup(self) -> None:
         self._all_call("warmup")
+
+
+def _shared(arr: np.ndarray | None):
+    """``arr``, or past INLINE_BYTES a reference to one copy of it in the object store, sent to
+    every shard instead of a copy per call."""
+    return _ray().put(arr) if arr is not None and arr.nbytes > INLINE_BYTES else arr
 
 
 def _take(column, rows: np.ndarray):

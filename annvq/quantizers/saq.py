@@ -296,7 +296,7 @@ class SAQCodec(Codec):
         CW, lead = self._centroid_arrays(centroids)
         packed, prune = self._packed(lists, CW), bool(plan.params["prune"])
         if plan.nq == 1 and "saq" not in plan.cache.entries and self._probes_itself(probe) \
-                and math.isinf(plan.params["m"]):
+                and math.isinf(plan.params["m"]) and plan.given(probe) is None:
             # a single query's first segment: rotation, probe and scan in one call, not three with
             # Python between them; the next segments find the rotated query and lists in the plan
             QW, probes, scores, rows = saq_query_one(plan.queries, self._w_half, CW, lead, *self._probe_args(probe),
@@ -319,6 +319,9 @@ class SAQCodec(Codec):
         return QW, self.variance_bounds(QW, float(plan.params["m"]))
 
     def probed(self, plan, centroids, probe):
+        given = plan.given(probe)  # probed once elsewhere (a sharded collection's router)
+        if given is not None:
+            return given
         QW = plan.cache.get("saq", lambda: self._prepare(plan))[0]
         return plan.cache.get(("saq lists", probe.key),
                               lambda: self._probe(plan, probe, QW, *self._centroid_arrays(centroids)))
