@@ -74,17 +74,16 @@ def segment_sigmas(QW, seg_dim, seg_len, maps, map_offsets, means, m):
 
 
 @numba.njit(**JIT)
-def _accurate(d, slack, tau, code, lanes, b, v, fast, y, ysum, seg_dim, seg_len, seg_bits, seg_byte, coef):
-    """Stage 2: swap each segment's stage-1 term ``fast[s, v]`` for its CAQ estimate, the centroid
-    term's difference Kd_s (`fast_terms`) and coef rescale_s <g_s, y_s> with
+def _accurate(d, slack, tau, code, exact, v, fast, y, ysum, seg_dim, seg_len, seg_bits, seg_byte, coef):
+    """Stage 2: swap each segment's stage-1 term ``fast[s, v]`` (lane v of the block) for its CAQ
+    estimate, the centroid term's difference Kd_s (`fast_terms`) and coef rescale_s <g_s, y_s> with
     <g, y> = Delta <c, y> + (Delta / 2 - 1) sum(y), Delta = 2^(1-B) (eq. 13); WORST once the
-    distance less ``slack`` passes tau. Lane v of block b holds rescale_s in row 3S + s, Kd_s in 4S + s."""
+    distance less ``slack`` passes tau. The row's ``exact`` holds rescale_s at 2s, Kd_s at 2s + 1."""
     S = seg_dim.shape[0]
     for s in range(S):
         delta = np.float32(2.0 ** (1 - seg_bits[s]))
         cy = code_dot(code, seg_byte[s], seg_len[s] // 8, seg_bits[s], y, seg_dim[s])
-        d += lanes[b, 4 * S + s, v] - coef * lanes[b, 3 * S + s, v] * (delta * cy + (delta / 2 - 1) * ysum[s]) \
-            - fast[s, v]
+        d += exact[2 * s + 1] - coef * exact[2 * s] * (delta * cy + (delta / 2 - 1) * ysum[s]) - fast[s, v]
         if d - slack > tau:
             return WORST
     return d
@@ -160,13 +159,33 @@ def fast_terms(offsets, codes, factors, CW, origin, seg_dim, seg_len, seg_bits, 
 
 
 @numba.njit(**JIT)
+def _prefetch_list(lst, block_offsets, packed, lanes, bounds, bounded, CW):
+    """Start loading what stages 0-1 read of list ``lst``: its FastScan blocks, their lanes (and
+    stage 0's, when on) and its centroid. Requested together while the list before is scanned,
+    they arrive in parallel; met one miss at a time, a block's 6 KB cost as much again as its
+    stage 1 (fashion-mnist)."""
+    for b in range(block_offsets[lst], block_offsets[lst + 1]):
+        prefetch_row(packed, b)
+        prefetch_row(lanes, b)
+        if bounded:
+            prefetch_row(bounds, b)
+    prefetch_row(CW, lst)
+
+
+@numba.njit(**JIT)
 def _saq_begin(data, qi):
     """Per-query scratch: y = q - r (L2) or q (IP), its FastScan tables (one per packed column)
-    and sums per segment, which no list changes, and the 32-lane buffers of a block."""
-    QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, \
-        seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
+    and sums per segment, which no list changes, and the 32-lane buffers of a block. The first
+    list's blocks are requested before the tables are built, which hides their fetch."""
+    QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len, \
+        seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
     D = QW.shape[1]
     S = seg_dim.shape[0]
+    bounded = False  # stage 0 runs only where some m * sigma is finite (m < inf)
+    for s in range(S):
+        bounded |= msig[qi, s] < NO_BOUND
+    if probes.shape[1] and probes[qi, 0] >= 0:
+        _prefetch_list(probes[qi, 0], block_offsets, packed, lanes, bounds, bounded, CW)
     y = np.empty(D, np.float32)
     for i in range(D):
         y[i] = QW[qi, i] - origin[i] if l2 else QW[qi, i]
@@ -185,9 +204,6 @@ def _saq_begin(data, qi):
         seg[2, s] = delta_p * step
         seg[3, s] = delta_p * (2 ** P - 1) * bias + (delta_p / 2 - 1) * sums[0]
         seg[4, s] = -msig[qi, s]
-    bounded = False  # stage 0 runs only where some m * sigma is finite (m < inf)
-    for s in range(S):
-        bounded |= msig[qi, s] < NO_BOUND
     qtable = np.empty((2 * fast_dim.shape[0], 16), np.uint8)
     for j in range(fast_dim.shape[0]):  # column j holds dimensions 8 fast_dim[j] .. + 7 of some plane
         qtable[2 * j] = by_dim[2 * fast_dim[j]]
@@ -198,30 +214,17 @@ def _saq_begin(data, qi):
 
 
 @numba.njit(**JIT)
-def _prefetch_list(lst, block_offsets, packed, lanes, CW):
-    """Start loading what stage 1 reads of list ``lst``: its FastScan blocks, their lanes and its
-    centroid. Requested together while the list before is scanned, they arrive in parallel; met
-    one miss at a time, a block's 6 KB cost as much again as its stage 1 (fashion-mnist)."""
-    for b in range(block_offsets[lst], block_offsets[lst + 1]):
-        prefetch_row(packed, b)
-        prefetch_row(lanes, b)
-    prefetch_row(CW, lst)
-
-
-@numba.njit(**JIT)
 def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
     """Stages 0-2 over the blocks of one list (see the module docstring)."""
-    QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits, \
-        seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
+    QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len, \
+        seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
     y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, picked, fast, bounded = scratch
     ysum, scale, offset, vbias = seg[0], seg[2], seg[3], seg[4]
     D = QW.shape[1]
     S = seg_dim.shape[0]
     zero = np.float32(0.0)
-    if p == 0:
-        _prefetch_list(lst, block_offsets, packed, lanes, CW)
     if p + 1 < probes.shape[1] and probes[qi, p + 1] >= 0:
-        _prefetch_list(probes[qi, p + 1], block_offsets, packed, lanes, CW)
+        _prefetch_list(probes[qi, p + 1], block_offsets, packed, lanes, bounds, bounded, CW)
     # Per list: ||x_s||^2 of the query residual per segment and tail (L2), or -<q, c> (IP).
     if l2:
         for i in range(D):
@@ -249,7 +252,7 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
             if allowed(live, j):
                 b = block_offsets[lst] + (j - first) // BLOCK
                 v = (j - first) % BLOCK
-                d = _accurate(base + lanes[b, 5 * S + 1, v], zero, WORST, codes[j], lanes, b, v, fast, y, ysum,
+                d = _accurate(base + lanes[b, 2 * S, v], zero, WORST, codes[j], exact[j], v, fast, y, ysum,
                               seg_dim, seg_len, seg_bits, seg_byte, coef)
                 heap_push(scores, labels, d, j)
         return
@@ -270,10 +273,10 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
         # is branch-free so that it vectorizes.
         if bounded:
             for v in range(BLOCK):
-                bound[v] = xx[S] + lanes[b, 5 * S, v] * lanes[b, 5 * S, v] if l2 else base
+                bound[v] = xx[S] + bounds[b, S, v] * bounds[b, S, v] if l2 else base
             for s in range(S):
                 for v in range(BLOCK):
-                    bound[v] += max(zero, lanes[b, s, v] * lanes[b, s, v] + vbias[s]) if l2 else vbias[s]
+                    bound[v] += max(zero, bounds[b, s, v] * bounds[b, s, v] + vbias[s]) if l2 else vbias[s]
             live_lanes = 0
             for v in range(BLOCK):
                 alive[v] = alive[v] & (bound[v] <= tau)
@@ -283,7 +286,7 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
         # Stage 1: every segment's P-plane estimate with the centroid term K1, less FAST_SIGMAS
         # standard deviations of its difference from stage 2's estimate.
         for v in range(BLOCK):
-            dcur[v] = base + lanes[b, 5 * S + 1, v]
+            dcur[v] = base + lanes[b, 2 * S, v]
             slack[v] = zero
         for s in range(S):
             acc[:] = 0
@@ -295,9 +298,9 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
                         acc[v] *= 2
                 accumulate_block(qtable, packed, b, c0 + pl * width, c0 + (pl + 1) * width, acc)
             for v in range(BLOCK):
-                fast[s, v] = -coef * lanes[b, S + s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
+                fast[s, v] = -coef * lanes[b, s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
                 dcur[v] += fast[s, v]
-                slack[v] += lanes[b, 2 * S + s, v] * seg[1, s]
+                slack[v] += lanes[b, S + s, v] * seg[1, s]
         for v in range(BLOCK):
             slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
         # Stage 2: the accurate estimate of the rows left, whose code rows (a few cache lines each,
@@ -307,6 +310,7 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
         for v in range(nv):
             if alive[v] & (dcur[v] - slack[v] <= tau):
                 prefetch_row(codes, start + v)
+                prefetch_row(exact, start + v)
                 i = n
                 while i > 0 and dcur[picked[i - 1]] - slack[picked[i - 1]] > dcur[v] - slack[v]:
                     picked[i] = picked[i - 1]
@@ -317,14 +321,14 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
             v = picked[i]
             if dcur[v] - slack[v] > scores[0]:  # tau fell since
                 break
-            d = _accurate(dcur[v], slack[v], scores[0], codes[start + v], lanes, b, v, fast, y, ysum, seg_dim,
+            d = _accurate(dcur[v], slack[v], scores[0], codes[start + v], exact[start + v], v, fast, y, ysum, seg_dim,
                           seg_len, seg_bits, seg_byte, coef)
             heap_push(scores, labels, d, start + v)
 
 
 @numba.njit(**PARALLEL_JIT)
-def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits,
-             seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
+def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len,
+             seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
     """Top-k (scores, positions) of every query over its probed lists: one call per batch.
 
     QW (nq, D) and CW (nlist, D) are queries and centroids in the codec's rotated space, origin
@@ -332,36 +336,38 @@ def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes
     m * sigma_s(q) per non-zero segment; codes (n, bytes) uint8 rows of bit planes, segment s
     from byte seg_byte[s]. Per FastScan block, packed (blocks, columns, 32) holds the
     fast_planes[s] leading planes of every segment from column fast_col[s] (column j covers
-    dimensions 8 fast_dim[j] .. + 7), and lanes (blocks, 5S + 2, 32) lane by lane the ||o_s||,
-    rescale_P, spread (`fast_terms`), rescale and Kd of every segment, then the tail norm and K1.
+    dimensions 8 fast_dim[j] .. + 7), lanes (blocks, 2S + 1, 32) lane by lane the rescale_P and
+    spread (`fast_terms`) of every segment, then K1, and bounds (blocks, S + 1, 32) stage 0's
+    ||o_s|| and tail norm. Stage 2 reads exact (n, 2S), rescale_s and Kd_s per row, beside the
+    code row: apart from the blocks, only for the few rows that reach it.
     ``prune`` False scores every candidate exactly (stage 2 only). ``live``: the rows that may be
     returned (driver.py).
     """
-    data = (QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits,
-            seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
+    data = (QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len,
+            seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
     return ivf_topk(_saq_begin, _saq_list, data, probes, live, k)
 
 
 @numba.njit(**JIT)
-def saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len,
-                 seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
+def saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim,
+                 seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
     """`saq_scan` on one thread, for a single query: it skips the parallel launch, 5-8 us of a
     65 us scan on fashion-mnist (docs/benchmarks.md, "SAQ's fast path")."""
-    data = (QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len, seg_bits,
-            seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
+    data = (QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len,
+            seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
     return ivf_topk(_saq_begin, _saq_list, data, probes, live, k)
 
 
 @numba.njit(**JIT)
-def saq_query_one(Q, W, CW, lead, n, keep, origin, msig, offsets, block_offsets, packed, lanes, codes, seg_dim, seg_len,
-                  seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
+def saq_query_one(Q, W, CW, lead, n, keep, origin, msig, offsets, block_offsets, packed, lanes, bounds, exact, codes,
+                  seg_dim, seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
     """One query (1, dim) end to end in one call: rotated by W (float16 bits, `half.as_half_bits`),
     its n lists found in the PCA basis (`probe.nearest_centroids`, ``lead`` its leading columns of
     CW; only lists where ``keep`` holds, unless empty) and scanned (`saq_scan_one`). Returns
     (rotated query, lists, scores, rows); the first two serve a collection's other segments."""
     QW = small_matmul(Q, W)
     probes = nearest_centroids(QW, CW, lead, n, keep)
-    scores, rows = saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, codes, seg_dim,
-                                seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune,
-                                live, k)
+    scores, rows = saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact,
+                                codes, seg_dim, seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim,
+                                l2, prune, live, k)
     return QW, probes, scores, rows

@@ -231,10 +231,12 @@ class SAQCodec(Codec):
         return self._centroid_arrays(centroids)[0]
 
     def _packed(self, lists, CW):
-        """(offsets, block offsets, planes, lanes, codes): the lists' arrays as the scan reads them.
-        Per FastScan block of 32 rows: the leading planes of every segment, and lane by lane the
-        ||o_s||, the stage-1 rescale and spread, the rescale, Kd, the tail norm and K1, derived
-        from the stored codes and factors here (`kernels.scan.fast_terms`), not stored."""
+        """(offsets, block offsets, planes, lanes, bounds, exact, codes): the lists' arrays as the
+        scan reads them. Per FastScan block of 32 rows: the leading planes of every segment, lane by
+        lane the stage-1 rescale and spread of every segment and K1, and stage 0's ||o_s|| and tail
+        norm apart (read only when it runs); per row, stage 2's rescale and Kd of every segment,
+        read beside its code. Derived from the stored codes and factors (`kernels.scan.fast_terms`),
+        not stored. Apart, a block's stage-1 bytes are 4.5 KB, not 6.1 (fashion-mnist SAQ4)."""
         def make():
             S = len(self.segments)
             offsets = readonly(lists.offsets)
@@ -243,8 +245,11 @@ class SAQCodec(Codec):
             rescale_p, spread, K1, Kd = fast_terms(offsets, codes, factors, CW, self._rotated_origin,
                                                    *self._scan_layout[:4], self._scan_layout[5], self.l2_form)
             tail = factors[:, -1:] if self.tail_dim < self.padded_dim else np.zeros((lists.ntotal, 1), np.float32)
-            lanes = np.hstack([factors[:, 0:2 * S:2], rescale_p, spread, factors[:, 1:2 * S:2], Kd, tail, K1[:, None]])
-            return offsets, readonly(block_offsets), readonly(planes), readonly(pack_blocks(offsets, lanes)[1]), codes
+            lanes = pack_blocks(offsets, np.hstack([rescale_p, spread, K1[:, None]]))[1]
+            bounds = pack_blocks(offsets, np.hstack([factors[:, 0:2 * S:2], tail]))[1]
+            exact = np.stack([factors[:, 1:2 * S:2], Kd], axis=2).reshape(lists.ntotal, 2 * S)
+            return offsets, readonly(block_offsets), readonly(planes), readonly(lanes), readonly(bounds), \
+                readonly(exact), codes
         return self._cached("packed", lists, make)
 
     def _sigma_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
