@@ -286,6 +286,28 @@ class Collection:
         state = self._state
         self._install(state, model, *self._gather(state))
 
+    @_writes
+    def add_encoded(self, lists: InvertedLists) -> int:
+        """Commit points encoded elsewhere by this collection's model (`Index.encode_lists` in a
+        distributed build's Ray tasks) as one new segment, replacing points with the same ids;
+        the buffer is persisted first. Durable on return."""
+        state = self._state
+        model = state.model
+        if model is None:
+            raise InvalidParameterError(f"Collection {self.path} has no model yet: encoded points need one.")
+        want = (model.nlist, model.codec.code_size, model.codec.n_factors, self.store_vectors)
+        got = (lists.nlist, lists.codes.shape[1], lists.factors.shape[1], lists.vectors is not None)
+        if got != want:
+            raise InvalidParameterError(
+                f"Encoded points with (lists, code bytes, factors, vectors) = {got} do not fit collection "
+                f"{self.path}: its model encodes {want}.")
+        check_ids(lists.ids, lists.ntotal)
+        self.persist(train=False)
+        state = self._state
+        new = Segment.encoded(lists, lists.ids, None, self.payload_indexes)
+        self._commit(replace(state, parts=self._kill(state.parts, lists.ids)[0]), [new])
+        return lists.ntotal
+
     def _install(self, state: State, model: Index, ids, vectors, payloads) -> None:
         """Commit ``model`` with every live point encoded by it into one segment."""
         schema = self.payload_indexes

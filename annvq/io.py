@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InvalidFileError
+from .errors import InvalidFileError, InvalidParameterError
 from .validation import check_int
 
 CHUNK_ROWS = 65536
@@ -34,11 +34,13 @@ MAX_DIM = 1 << 20
 
 @dataclass(frozen=True)
 class _Source:
-    """An opened file: its shape and a function yielding raw row chunks in file order."""
+    """An opened file: its shape, a function yielding raw row chunks in file order, and one
+    reading the raw rows [a, b)."""
 
     n: int
     dim: int
     chunks: Callable[[int], Iterator[np.ndarray]]
+    read: Callable[[int, int], np.ndarray]
 
 
 # --- public API --------------------------------------------------------------------------------
@@ -60,6 +62,17 @@ def iter_vector_chunks(path, *, key: str | None = None, chunk_rows: int = CHUNK_
     return _checked_chunks(_open(path, key), path, chunk_rows)
 
 
+def read_rows(path, start: int, stop: int, *, key: str | None = None) -> np.ndarray:
+    """Rows [start, stop) as float32 (C-contiguous), checked as `iter_vector_chunks` checks them:
+    a piece of a file that several processes read at once (a distributed build's Ray tasks).
+    ``.npy``, ``*vecs`` and HDF5 read the range alone; Arrow files pass over the batches before it."""
+    path = Path(path)
+    src = _open(path, key)
+    if not 0 <= start < stop <= src.n:
+        raise InvalidParameterError(f"{path}: rows [{start}, {stop}) are not a non-empty range of its {src.n} rows.")
+    return _checked(src.read(start, stop), path, start)
+
+
 def read_vectors(path, *, key: str | None = None) -> np.ndarray:
     """The whole file as one float32 (n, dim) matrix (HDF5: dataset ``key``, default ``train``)."""
     path = Path(path)
@@ -77,15 +90,20 @@ def sample_rows(path, size: int, *, key: str | None = None, seed: int = 0,
     """``size`` distinct rows drawn uniformly from the file (all of them when it has no more),
     gathered chunk by chunk into one float32 array: a training sample in bounded memory."""
     n, dim = inspect_vectors(path, key=key)
-    size = min(check_int(size, "size", "sample_rows"), n)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False)) if size < n else np.arange(n)
-    sample = np.empty((size, dim), np.float32)
+    rows = sample_row_numbers(n, size, seed)
+    sample = np.empty((len(rows), dim), np.float32)
     start = 0
     for chunk in iter_vector_chunks(path, key=key, chunk_rows=chunk_rows):
         lo, hi = np.searchsorted(rows, [start, start + len(chunk)])
         sample[lo:hi] = chunk[rows[lo:hi] - start]
         start += len(chunk)
     return sample
+
+
+def sample_row_numbers(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """The sorted row numbers `sample_rows` draws: ``size`` of ``n`` (all when n <= size)."""
+    size = min(check_int(size, "size", "sample_rows"), n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False)) if size < n else np.arange(n)
 
 
 def read_ids(path, column: str) -> np.ndarray:
@@ -164,12 +182,18 @@ def _checked_chunks(src: _Source, path: Path, chunk_rows: int) -> Iterator[np.nd
     """Raw row chunks as C-contiguous float32, refusing NaN/Inf (naming the file's row number)."""
     row = 0
     for raw in src.chunks(chunk_rows):
-        out = np.ascontiguousarray(raw, dtype=np.float32)
-        finite = np.isfinite(out).all(axis=1)
-        if not finite.all():
-            raise InvalidFileError(f"{path}: row {row + int(np.flatnonzero(~finite)[0])} contains NaN or Inf.")
+        out = _checked(raw, path, row)
         yield out
         row += len(out)
+
+
+def _checked(raw: np.ndarray, path: Path, row: int) -> np.ndarray:
+    """Raw rows (the first is file row ``row``) as C-contiguous float32, refusing NaN/Inf."""
+    out = np.ascontiguousarray(raw, dtype=np.float32)
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():
+        raise InvalidFileError(f"{path}: row {row + int(np.flatnonzero(~finite)[0])} contains NaN or Inf.")
+    return out
 
 
 def _slices(n: int, chunk_rows: int, read: Callable[[int, int], np.ndarray]) -> Iterator[np.ndarray]:
@@ -191,7 +215,8 @@ def _open_npy(path: Path) -> _Source:
     if arr.ndim != 2:
         raise InvalidFileError(f"{path}: expected a 2-D array (n, dim); found shape {arr.shape}.")
     _check_dtype(arr.dtype, path)
-    return _Source(arr.shape[0], arr.shape[1], lambda c: _slices(len(arr), c, lambda a, b: arr[a:b]))
+    read = lambda a, b: arr[a:b]
+    return _Source(arr.shape[0], arr.shape[1], lambda c: _slices(len(arr), c, read), read)
 
 
 # --- .fvecs / .bvecs / .ivecs --------------------------------------------------------------
@@ -218,7 +243,7 @@ def _open_xvecs(path: Path, dtype: np.dtype) -> _Source:
         _check_xvecs_dims(rows, path, dim, a, b)
         return rows["v"][a:b]
 
-    return _Source(n, dim, lambda c: _slices(n, c, read))
+    return _Source(n, dim, lambda c: _slices(n, c, read), read)
 
 
 def _check_xvecs_dims(rows: np.ndarray, path: Path, dim: int, a: int, b: int) -> None:
@@ -269,7 +294,14 @@ def _open_hdf5(path: Path, key: str) -> _Source:
             except OSError as exc:
                 raise InvalidFileError(f"{path}: dataset {key!r} cannot be read; truncated? ({exc})") from None
 
-    return _Source(n, dim, chunks)
+    def read(a: int, b: int) -> np.ndarray:
+        with h5py.File(path, "r") as f:
+            try:
+                return f[key][a:b]
+            except OSError as exc:
+                raise InvalidFileError(f"{path}: dataset {key!r} cannot be read; truncated? ({exc})") from None
+
+    return _Source(n, dim, chunks, read)
 
 
 # --- Arrow: Parquet and IPC files ----------------------------------------------------------------
@@ -333,7 +365,18 @@ def _open_arrow(path: Path, key: str | None) -> _Source:
             yield _arrow_rows(arr, path, column, dim, row)
             row += len(arr)
 
-    return _Source(n, dim, chunks)
+    def read(a: int, b: int) -> np.ndarray:
+        pieces, row = [], 0
+        for batch in batches(CHUNK_ROWS, [column]):
+            if row >= b:
+                break
+            lo, hi = max(a - row, 0), min(b - row, batch.num_rows)
+            if lo < hi:
+                pieces.append(batch.column(column).slice(lo, hi - lo))
+            row += batch.num_rows
+        return _arrow_rows(pa.concat_arrays(pieces), path, column, dim, a)
+
+    return _Source(n, dim, chunks, read)
 
 
 def _vector_column(path: Path, schema, key: str | None) -> str:

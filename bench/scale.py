@@ -3,9 +3,11 @@ the same data in one in-process collection.
 
     python -m bench.scale --dataset synthetic-1000000-128-euclidean --spec IVF4096,SAQ4 --shards 2
 
-Measured: build throughput (training, then encode+persist through the shards), recall@k and
-QPS at each nprobe for a batch of queries and for single queries, and where a sharded query's
-extra time goes: the vectorised merge of the shards' k best, and a Ray actor call's round trip.
+Measured: build throughput (training on a sample read by Ray tasks, then reading and encoding
+in Ray tasks and committing on the shards), recall@k and QPS at each nprobe for a batch of
+queries and for single queries, and where a sharded query's extra time goes: the vectorised merge
+of the shards' k best, and a Ray actor call's round trip; and what probing once at the router
+saves: the router's probe, and a shard's search given the lists against probing itself.
 Every shard gets ``cores / shards`` kernel threads, so 1 shard and N shards use the same cores.
 """
 
@@ -71,6 +73,43 @@ def measure(search, X: np.ndarray, Q: np.ndarray, truth: np.ndarray, args) -> di
     return out
 
 
+def best_seconds(run, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` calls of ``run()``, after one untimed call."""
+    run()
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def probe_saving(model, col: Collection, Q: np.ndarray, args) -> dict:
+    """{nprobe: seconds per query} of the router's probe (`Index.probed`) and of one shard's
+    search probing itself against given the router's lists: batch (best of 3) and single
+    queries (median)."""
+    out = {}
+    for nprobe in args.nprobe:
+        probe = lambda q: model.probed(model.plan(q, args.k, nprobe=nprobe))
+        P = probe(Q)
+        row = {"batch": {
+            "router_probe_s": best_seconds(lambda: probe(Q)) / len(Q),
+            "shard_probes_itself_s": best_seconds(lambda: col.query(Q, args.k, nprobe=nprobe)) / len(Q),
+            "shard_given_lists_s": best_seconds(lambda: col.query(Q, args.k, nprobe=nprobe, probes=P)) / len(Q)}}
+        single = {"router_probe_s": [], "shard_probes_itself_s": [], "shard_given_lists_s": []}
+        for i in range(args.single):
+            q, p = Q[i:i + 1], P[i:i + 1]
+            for name, run in (("router_probe_s", lambda: probe(q)),
+                              ("shard_probes_itself_s", lambda: col.query(q, args.k, nprobe=nprobe)),
+                              ("shard_given_lists_s", lambda: col.query(q, args.k, nprobe=nprobe, probes=p))):
+                t = time.perf_counter()
+                run()
+                single[name].append(time.perf_counter() - t)
+        row["single"] = {name: float(np.median(times)) for name, times in single.items()}
+        out[nprobe] = row
+    return out
+
+
 def merge_seconds(nq: int, k: int, shards: int, repeats: int = 20) -> float:
     """Seconds per query of `merge` over ``shards`` answers of (nq, k)."""
     rng = np.random.default_rng(0)
@@ -122,7 +161,8 @@ def run(args) -> dict:
         made = build_sharded(src, out, shards=shards, spec=args.spec, train_size=args.train_size,
                              threads=threads, quiet=True)
         total = made.train_seconds + made.start_seconds + made.add_seconds
-        row = {"threads_per_shard": threads, "train_s": made.train_seconds, "start_shards_s": made.start_seconds,
+        row = {"threads_per_shard": threads, "encode_tasks": made.tasks, "train_s": made.train_seconds,
+               "start_shards_s": made.start_seconds,
                "add_s": made.add_seconds, "add_vectors_per_s": made.count / made.add_seconds,
                "build_vectors_per_s": made.count / total,
                "bytes_on_disk": made.bytes_on_disk}
@@ -130,6 +170,9 @@ def run(args) -> dict:
             sc.warmup()
             row["ray_round_trip_s"] = actor_round_trip(sc)
             row["nprobe"] = measure(sc.search, X, Q, truth, args)
+            with Collection.open(os.path.join(out, "shard-000"), read_only=True) as col:  # one shard, in-process
+                col.warmup()
+                row["probe_once"] = probe_saving(sc.model, col, Q, args)
         report["configs"][f"{shards} shard(s)"] = row
         if shards == 1:  # the same collection searched in this process: no Ray, no merge
             with Collection.open(os.path.join(out, "shard-000"), read_only=True) as col:

@@ -118,8 +118,8 @@ def build_collection(src, out, *, spec: str, metric: str, ids_col: str | None = 
               help="Also store raw float32 vectors (for --rerank, --exact and get with vectors).")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS|local",
               help="Build a sharded cluster on Ray (pip install annvq[ray]): 'local' starts Ray here, "
-                   "else the address of a running cluster (this process reads the file; --out must be "
-                   "on storage every Ray node reaches).")
+                   "else the address of a running cluster (Ray tasks read and encode the file in chunks: "
+                   "the file and --out must be on storage every Ray node reaches).")
 @click.option("--shards", type=click.IntRange(min=1), default=None,
               help="Shards of a --ray build (one Ray actor and one collection directory each).")
 @quiet_option
@@ -165,4 +165,5 @@ def build_on_ray(src, out, address: str, shards: int, *, threads: int | None, qu
     made = build_sharded(src, out, shards=shards, threads=threads, quiet=quiet, **options)
     report = BuildReport(Path(made.path), made.count, made.dim, made.spec, made.metric, made.train_seconds,
                          made.start_seconds + made.add_seconds, made.bytes_on_disk)
-    return f"{report.summary()}\n  shards: {made.shards} (Ray), cluster manifest in {made.path}/CLUSTER"
+    return (f"{report.summary()}\n  shards: {made.shards} (Ray), encoded by {made.tasks} Ray task{'s' * (made.tasks != 1)}, cluster "
+            f"manifest in {made.path}/CLUSTER")

@@ -220,6 +220,46 @@ def test_a_build_failing_after_the_shards_started_removes_the_cluster(tmp_path, 
     assert not (tmp_path / "c").exists()
 
 
+def test_the_build_reads_and_encodes_in_ray_tasks_and_equals_the_single_collection(tmp_path, data, monkeypatch):
+    from annvq.distributed import build, cluster
+    from annvq.io import sample_rows
+
+    X, ids, _, Q = data
+    np.save(tmp_path / "base.npy", X)
+    monkeypatch.setattr(build, "PERSIST_ROWS", 700)  # two tasks per segment: three segments per shard
+    monkeypatch.setattr(build, "read_rows", None)  # the driver reads no rows: the tasks do
+    made = build.build_sharded(tmp_path / "base.npy", tmp_path / "c", shards=SHARDS, spec=SPEC, train_size=1000,
+                               threads=1, chunk_rows=700, quiet=True)
+    assert made.tasks == 5 and made.count == len(X)
+    np.testing.assert_array_equal(  # the training sample read in tasks is sample_rows' own
+        build._sample(str(tmp_path / "base.npy"), None, len(X), build.sample_row_numbers(len(X), 1000, 0), 700),
+        sample_rows(tmp_path / "base.npy", 1000))
+    body = cluster.load(str(tmp_path / "c"))
+    with Collection.create(tmp_path / "single", DIM, spec=SPEC, store_vectors=False) as col, \
+            ShardedCollection.open(tmp_path / "c", read_only=True, **OPTIONS) as sc:
+        col.upsert(np.arange(len(X)), X)
+        col.adopt_model(cluster.read_model(str(tmp_path / "c"), body))
+        assert sc.stats()["segments"] == SHARDS  # compacted
+        for nprobe in (1, 16):
+            want, got = col.query(Q, 10, nprobe=nprobe), sc.query(Q, 10, nprobe=nprobe)
+            np.testing.assert_array_equal(got.ids, want.ids)
+            np.testing.assert_allclose(got.distances, want.distances, rtol=1e-5)
+
+
+def test_a_bad_row_read_by_a_task_fails_the_build_naming_it(tmp_path, data, monkeypatch):
+    from annvq.distributed import build
+    from annvq.errors import InvalidFileError
+
+    X = data[0].copy()
+    X[2500, 3] = np.nan
+    np.save(tmp_path / "base.npy", X)
+    monkeypatch.setattr(build, "sample_row_numbers", lambda *args: np.arange(1000))  # only an encode task sees it
+    with pytest.raises(InvalidFileError, match="row 2500 contains NaN"):
+        build.build_sharded(tmp_path / "base.npy", tmp_path / "c", shards=SHARDS, spec=SPEC, train_size=1000,
+                            threads=1, chunk_rows=700, quiet=True)
+    assert not (tmp_path / "c").exists()
+
+
 def test_build_on_ray_then_reopen_and_serve(tmp_path, data):
     X, _, _, Q = data
     np.save(tmp_path / "base.npy", X)
@@ -230,7 +270,7 @@ def test_build_on_ray_then_reopen_and_serve(tmp_path, data):
     result = runner.invoke(cli, ["build", str(tmp_path / "base.npy"), "--out", str(out), "--spec", SPEC,
                                  "--ray", "local", "--shards", "2", "--threads", "1", "-q"])
     assert result.exit_code == 0, result.output
-    assert "3,000 vectors" in result.output and "shards: 2 (Ray)" in result.output
+    assert "3,000 vectors" in result.output and "shards: 2 (Ray), encoded by 1 Ray task," in result.output
     with ShardedCollection.open(out, read_only=True, **OPTIONS) as sc:
         assert sc.count == len(X) and sc.stats()["segments"] == 2
         D, I = sc.search(Q, 10, nprobe=16)

@@ -7,9 +7,9 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from annvq.errors import InvalidFileError
-from annvq.io import (inspect_vectors, iter_vector_chunks, read_ids, read_vectors, write_bvecs, write_fvecs,
-                      write_ivecs)
+from annvq.errors import InvalidFileError, InvalidParameterError
+from annvq.io import (inspect_vectors, iter_vector_chunks, read_ids, read_rows, read_vectors, write_bvecs,
+                      write_fvecs, write_ivecs)
 
 N, DIM = 1000, 8
 
@@ -255,3 +255,20 @@ def test_chunk_rows_must_be_positive(tmp_path, X):
     np.save(tmp_path / "v.npy", X)
     with pytest.raises(ValueError, match=r"'chunk_rows'.*\[1, inf\).*Got 0"):
         iter_vector_chunks(tmp_path / "v.npy", chunk_rows=0)
+
+
+@pytest.mark.parametrize("ext", sorted(WRITERS))
+def test_read_rows_reads_any_range_checked(tmp_path, X, ext):
+    Y = X.copy()
+    Y[700, 3] = np.nan
+    path = tmp_path / f"v.{ext}"
+    WRITERS[ext](path, Y)
+    for start, stop in ((0, 1), (290, 710 - 10), (299, 301), (999, 1000)):  # across row groups and batches
+        rows = read_rows(path, start, stop)
+        assert rows.dtype == np.float32 and rows.flags.c_contiguous
+        np.testing.assert_array_equal(rows, X[start:stop])
+    with pytest.raises(InvalidFileError, match="row 700 contains NaN"):
+        read_rows(path, 650, 800)
+    for start, stop in ((5, 5), (-1, 3), (990, 1001)):
+        with pytest.raises(InvalidParameterError, match=f"rows \\[{start}, {stop}\\) are not a non-empty range"):
+            read_rows(path, start, stop)

@@ -119,6 +119,49 @@ def test_bad_given_lists_are_refused_clearly(tmp_path, data, probes, options, ma
         assert col.query(Q, 5, probes=np.zeros((20, 2), np.uint8)).nprobe.tolist() == [2] * 20  # nprobe: the width
 
 
+def test_a_build_task_encodes_its_rows_as_the_model_does_split_by_shard(tmp_path, data):
+    from annvq.distributed.build import encode_chunk
+    from annvq.distributed.routing import shard_of
+
+    X, _ = data
+    np.save(tmp_path / "x.npy", X)
+    model = Index(DIM, "IVF8,SAQ4", "l2", store_vectors=True).train(X)
+    pieces = encode_chunk(str(tmp_path / "x.npy"), None, 300, 700, None, model.state(), 3)
+    want = model.encode_lists(X[300:700], np.arange(300, 700))
+    row_of = np.argsort(want.ids)  # the row of id 300 + i in want's list order
+    assert sorted(np.concatenate([p[1] for p in pieces]).tolist()) == list(range(300, 700))
+    for s, (lists, ids, codes, factors, vectors) in enumerate(pieces):
+        rows = row_of[ids - 300]
+        assert (shard_of(ids, 3) == s).all() and len(ids)
+        np.testing.assert_array_equal(lists, want.assignments()[rows])
+        np.testing.assert_array_equal(codes, want.codes[rows])
+        np.testing.assert_array_equal(factors, want.factors[rows])
+        np.testing.assert_array_equal(vectors, X[ids])
+
+
+def test_encoded_points_commit_as_a_segment_replacing_their_ids(tmp_path, data):
+    X, Q = data
+    model = Index(DIM, "IVF8,SAQ4", "l2").train(X)
+    with Collection.create(tmp_path / "a", DIM, spec="IVF8,SAQ4", store_vectors=False) as col, \
+            Collection.create(tmp_path / "b", DIM, spec="IVF8,SAQ4", store_vectors=False) as ref:
+        with pytest.raises(InvalidParameterError, match="no model yet"):
+            col.add_encoded(model.encode_lists(X[:10]))
+        col.upsert(np.arange(100), X[:100])
+        col.adopt_model(model)
+        col.upsert([2000], X[5:6])  # buffered: persisted first
+        assert col.add_encoded(model.encode_lists(X[50:], np.arange(50, len(X)))) == len(X) - 50
+        ref.upsert(np.arange(len(X)), X)
+        ref.upsert([2000], X[5:6])
+        ref.adopt_model(model)
+        assert col.count == len(X) + 1 and col.stats()["buffered"] == 0
+        np.testing.assert_array_equal(col.search(Q, 10, nprobe=8)[1], ref.search(Q, 10, nprobe=8)[1])
+        other = Index(DIM, "IVF8,SAQ2", "l2").train(X).encode_lists(X[:10])
+        with pytest.raises(InvalidParameterError, match=r"do not fit collection .* its model encodes"):
+            col.add_encoded(other)
+    with Collection.open(tmp_path / "a") as reopened:  # durable
+        assert reopened.count == len(X) + 1
+
+
 def test_splitmix64_matches_the_reference_and_routes_stably_and_evenly():
     from annvq.distributed.routing import shard_of, split, splitmix64
 

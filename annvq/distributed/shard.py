@@ -13,6 +13,7 @@ import numpy as np
 from ..collection import Collection
 from ..errors import CollectionNotFoundError, InvalidParameterError
 from ..index import Index
+from ..ivf import InvertedLists
 from ..threads import set_threads
 
 #: the Collection methods a router may call on a shard through `Shard.call`
@@ -44,6 +45,12 @@ class Shard:
         if method not in METHODS:
             raise InvalidParameterError(f"A shard does not run {method!r}; it runs {sorted(METHODS)}.")
         return getattr(self.col, method)(*args, **kwargs)
+
+    def add_encoded(self, *pieces: tuple) -> int:
+        """Commit points encoded by build tasks (`build.encode_chunk`'s pieces for this shard:
+        lists, ids, codes, factors, raw vectors or None) as one segment; returns how many."""
+        cat = lambda i: None if pieces[0][i] is None else np.concatenate([p[i] for p in pieces])
+        return self.col.add_encoded(InvertedLists.from_rows(self.col.nlist, *(cat(i) for i in range(5))))
 
     def count(self) -> int:
         return self.col.count

@@ -232,6 +232,8 @@ class ShardedCollection:
     shards = property(lambda self: len(self._body["shards"]))
     #: the shard actors in shard order, for Ray-level operations (placement, killing a shard)
     actors = property(lambda self: list(self._shards))
+    #: the shared model's `Index.state()` in Ray's object store, for tasks that encode with it
+    model_ref = property(lambda self: self._model_ref)
     is_trained = True
 
     @property
