@@ -138,8 +138,8 @@ class Index:
         for start in tqdm(range(0, len(X), ADD_CHUNK), desc="encode", unit="chunk",
                           disable=not self.verbose or len(X) <= ADD_CHUNK):
             chunk = X[start:start + ADD_CHUNK]
-            assign = self._assign(chunk, self.centroids_)
-            codes, factors = self.codec.encode(chunk, self.centroids_, assign)
+            assign, codes, factors = self.codec.assign_encode(chunk, self.centroids_,
+                                                              lambda X: self._assign(X, self.centroids_))
             parts.append((assign, codes, factors))
         return InvertedLists.from_rows(
             self.nlist, np.concatenate([p[0] for p in parts]), ids,

@@ -124,6 +124,23 @@ def test_decode_approximates_the_vectors(saq4, data128):
     assert np.median(err) < 0.15
 
 
+def test_assignment_in_the_pca_basis_equals_the_coarse_quantizers(saq4, data128):
+    """SAQ's L2 add finds each row's list in its own basis: the nearest centroid, as faiss finds
+    it, and the same codes and factors as `encode` given faiss's lists."""
+    X, _ = data128
+    codec, C = saq4.codec, saq4.centroids_
+    assign, codes, factors = codec.assign_encode(X, C, lambda rows: pytest.fail("asked the coarse quantizer"))
+    expected = nearest_lists(X, C, "l2", 1)[:, 0]
+    d = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+    ties = np.abs(d[np.arange(len(X)), assign] - d[np.arange(len(X)), expected]) <= 1e-4 * d.min(1)
+    assert np.all((assign == expected) | ties)
+    same = assign == expected
+    ref_codes, ref_factors = codec.encode(X[same], C, expected[same])
+    equal = np.all(codes[same] == ref_codes, axis=1)
+    assert equal.mean() > 0.99  # a code flips only where a coordinate's rounding ties
+    np.testing.assert_allclose(factors[same][equal], ref_factors[equal], rtol=1e-4, atol=1e-5)
+
+
 # --- estimates and multi-stage search ---------------------------------------------------------
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_search_without_pruning_ranks_all_candidates_by_their_estimates(data128, metric):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -94,6 +94,13 @@ class Codec:
     def encode(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(codes (n, code_size) uint8, factors (n, n_factors) float32)."""
         raise NotImplementedError
+
+    def assign_encode(self, X: np.ndarray, centroids: np.ndarray,
+                      nearest: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(list, codes, factors) of new rows: each row's list from ``nearest`` (the coarse
+        quantizer), then `encode`. A codec that rotates the rows anyway may find them itself."""
+        assign = nearest(X)
+        return (assign, *self.encode(X, centroids, assign))
 
     def decode(self, codes: np.ndarray, factors: np.ndarray, centroids: np.ndarray,
                assign: np.ndarray) -> np.ndarray:
