@@ -32,7 +32,7 @@ from .index import Index
 from .ivf import InvertedLists
 from .kernels.config import readonly
 from .plan import QueryCache, SearchPlan
-from .segments import SETTLED_FLOATS, Part, Segment, State, carry, concat_payloads, encode_payloads
+from .segments import BUFFER_CHUNKS, SETTLED_FLOATS, Part, Segment, State, carry, concat_payloads, encode_payloads
 from .spec import parse_spec
 from .storage import layout, manifest, snapshot
 from .storage.lock import WriterLock
@@ -218,11 +218,12 @@ class Collection:
         parts = self._kill(state.parts, ids)[0]
         # Every buffer chunk is brute-forced by a call of its own in each search: the new chunk
         # takes in the small ones before it as a binary counter carries (see `carry`); chunks of
-        # SETTLED_FLOATS stay as they are until persist.
+        # SETTLED_FLOATS stay as they are until persist, or until there are BUFFER_CHUNKS.
         persisted = [p for p in parts if p.segment.name is not None]
+        buffer = [p for p in parts if p.segment.name is None]
         fresh = Part(Segment.raw(ids, X, texts, self.payload_indexes))
-        chunks, merged = carry([p for p in parts if p.segment.name is None], [fresh],
-                               settled=max(1, SETTLED_FLOATS // self.dim))
+        settled = max(1, SETTLED_FLOATS // self.dim) if len(buffer) < BUFFER_CHUNKS else None
+        chunks, merged = carry(buffer, [fresh], settled=settled)
         new = merged[0] if len(merged) == 1 else Part(self._merge(None, merged))
         self._state = replace(state, parts=(*persisted, *chunks, new), dirty=True)
         return len(ids)

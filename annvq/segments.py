@@ -25,6 +25,9 @@ FILTER_CACHE = 64
 #: brute-force call over it costs far more than the call's overhead, so merging would only copy
 #: it again (the binary counter's O(log n) copies of every row; persist merges the buffer once)
 SETTLED_FLOATS = 1 << 21
+#: buffer chunks from which settled ones are merged too (as a binary counter carries, in units of
+#: this many chunks), so that searches, gets and upserts visit a bounded number of chunks
+BUFFER_CHUNKS = 32
 #: a filter leaving rows in at least this fraction of the lists probes as if it left them all:
 #: restricting the probe costs more than the few empty lists it would skip
 KEEP_ALL = 0.9

@@ -412,6 +412,24 @@ def test_large_upserts_settle_as_buffer_chunks_of_their_own(tmp_path, data, monk
         np.testing.assert_array_equal(col.get([2059])[0].vector, X[499])
 
 
+def test_settled_buffer_chunks_are_bounded(tmp_path, data, monkeypatch):
+    """From BUFFER_CHUNKS chunks on, settled chunks fold too, as a binary counter of that many."""
+    import annvq.collection
+
+    monkeypatch.setattr(annvq.collection, "SETTLED_FLOATS", 64 * DIM)
+    monkeypatch.setattr(annvq.collection, "BUFFER_CHUNKS", 4)
+    X, Q = data
+    col = Collection.create(tmp_path / "c", DIM, spec="Flat")
+    sizes = []
+    for i in range(10):
+        col.upsert(np.arange(100 * i, 100 * i + 100), X[100 * i:100 * i + 100])
+        sizes.append([p.segment.rows for p in col._state.parts if p.segment.name is None])
+    assert sizes[3] == [100] * 4 and sizes[4] == [500] and sizes[7] == [500, 100, 100, 100]
+    assert sizes[8] == [500, 400] and sizes[9] == [500, 400, 100] and col.count == 1000
+    D, I = col.search(X[:1000:97], 1)
+    assert I[:, 0].tolist() == list(range(0, 1000, 97)) and D.max() < 1e-3
+
+
 def test_persists_merge_segments_as_a_binary_counter(tmp_path, data):
     """Each persist's segment takes in the newest segments no larger than it: seven persists of
     100 leave three segments (400 + 200 + 100, less two deleted), eight leave one, and no point is
