@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="Also a label-filter case per fraction (the dataset must have that label).")
     p.add_argument("--concurrency", type=int, nargs="*", default=[1, 2, 4])
     p.add_argument("--duration", type=int, default=20, help="Seconds per concurrency level.")
+    p.add_argument("--insert-batch-size", type=int, default=None, help="Rows per insert (VectorDBBench's default).")
     args = p.parse_args(argv)
     os.environ["RESULTS_LOCAL_DIR"] = str(args.results_dir.resolve())  # read when vectordb_bench is imported
 
@@ -49,8 +50,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "load_timeout": 3600, "optimize_timeout": 3600, "dataset_config": dataset}
         if label:
             case |= {"use_filter": True, "label_percentage": label}
+        batch = {"insert_batch_size": args.insert_batch_size} if args.insert_batch_size else {}
         task = TaskConfig(
-            db=DB.Annvq, db_config=AnnvqConfig(db_label=args.spec, url=args.url),
+            **batch, db=DB.Annvq, db_config=AnnvqConfig(db_label=args.spec, url=args.url),
             db_case_config=AnnvqIndexConfig(spec=args.spec, nprobe=args.nprobe),
             case_config=CaseConfig(case_id=CaseType.PerformanceCustomDataset, k=args.k, custom_case=case,
                                    concurrency_search_config=ConcurrencySearchConfig(
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not found:
             raise SystemExit(f"VectorDBBench wrote no result for {tag} under {args.results_dir}")
         metrics = found[0].metrics.__dict__
-        row = {"case": case["name"], "k": args.k, "nprobe": args.nprobe, **{key: metrics[key] for key in REPORTED}}
+        row = {"case": case["name"], "k": args.k, "nprobe": args.nprobe, "insert_batch_size": task.insert_batch_size,
+               "load_concurrency": task.load_concurrency, **{key: metrics[key] for key in REPORTED}}
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
