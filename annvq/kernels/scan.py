@@ -14,8 +14,10 @@ as it exceeds the current k-th best (tau):
 * stage 2: the accurate CAQ estimate, float query against all planes of the code, segment by
   segment, each swapped in for its stage-1 term and checked against tau.
 
-Lists are walked block by block as the official ``searchCluster``: a block is skipped once no
-lane can still beat tau. Scores are smaller-is-better: the estimated squared L2 distance, or minus
+Stages 0-1 walk the lists block by block as the official ``searchCluster``, against a bound on
+tau from the stage-1 upper bounds; the rows left become candidates, and stage 2 then scores the
+candidates of all lists by increasing lower bound and stops at the first over tau (the official
+searcher runs stage 2 block by block, where tau is loose until the heap fills). Scores are smaller-is-better: the estimated squared L2 distance, or minus
 the estimated inner product. For inner product the query is not centred and the exact <q, c> is
 added (docs/algorithms.md §9). docs/architecture.md, "SAQ's fast path", lists where this departs
 from the official searcher and what it measured.
@@ -26,21 +28,25 @@ import numpy as np
 
 from .bits import code_dot, prefetch_row
 from .config import JIT, PARALLEL_JIT
-from .driver import WORST, allowed, ivf_topk
+from .driver import WORST, allowed, new_heaps
 from .fastscan import BLOCK, accumulate_block, subset_sum_tables
 from .flat import dot, small_matmul
 from .probe import nearest_centroids
-from .topk import heap_push
+from .topk import heap_push, heap_sort
 
 #: Stage 1 keeps a candidate unless its estimate, less this many standard deviations of its
-#: difference from stage 2's, already exceeds the k-th best (2: recall@10 within 0.0002 of 3 on
-#: fashion-mnist, with a quarter fewer stage-2 estimates).
-FAST_SIGMAS = np.float32(2.0)
+#: difference from stage 2's, already exceeds the k-th best. Stage 2 scores candidates by this
+#: lower bound, so tau is tight when most are checked: 2 then lost recall that a looser tau had
+#: kept (fashion-mnist nprobe 10: 0.9613 against the block-by-block scan's 0.9625); 2.5 matches it
+#: (0.9623) with 19 estimates per query against that scan's 34 (pydocs-256-angular: 37 against 76).
+FAST_SIGMAS = np.float32(2.5)
 #: Stage 1 reads a segment's leading planes through FastScan, as many as fit this many bits per
 #: vector, at least one: short high-variance segments (SAQ's first, 64 dimensions) get 3, whose
 #: 1-bit estimate alone is coarse; on fashion-mnist that sent 40% fewer rows to stage 2, for 10%
 #: more stage-1 work. Two planes everywhere doubled the bytes stage 1 reads, for no net gain.
 FAST_BITS = 192
+#: Stage 2 requests the code rows of this many candidates ahead of the one it scores.
+AHEAD = 4
 #: Stands for "no bound" in the stage-0 term m * sigma (kernels compile with fastmath: no inf).
 NO_BOUND = np.float32(1e30)
 
@@ -74,16 +80,16 @@ def segment_sigmas(QW, seg_dim, seg_len, maps, map_offsets, means, m):
 
 
 @numba.njit(**JIT)
-def _accurate(d, slack, tau, code, exact, v, fast, y, ysum, seg_dim, seg_len, seg_bits, seg_byte, coef):
-    """Stage 2: swap each segment's stage-1 term ``fast[s, v]`` (lane v of the block) for its CAQ
-    estimate, the centroid term's difference Kd_s (`fast_terms`) and coef rescale_s <g_s, y_s> with
+def _accurate(d, slack, tau, code, exact, fast, y, ysum, seg_dim, seg_len, seg_bits, seg_byte, coef):
+    """Stage 2: swap each segment's stage-1 term ``fast[s]`` for its CAQ estimate, the centroid
+    term's difference Kd_s (`fast_terms`) and coef rescale_s <g_s, y_s> with
     <g, y> = Delta <c, y> + (Delta / 2 - 1) sum(y), Delta = 2^(1-B) (eq. 13); WORST once the
     distance less ``slack`` passes tau. The row's ``exact`` holds rescale_s at 2s, Kd_s at 2s + 1."""
     S = seg_dim.shape[0]
     for s in range(S):
         delta = np.float32(2.0 ** (1 - seg_bits[s]))
         cy = code_dot(code, seg_byte[s], seg_len[s] // 8, seg_bits[s], y, seg_dim[s])
-        d += exact[2 * s + 1] - coef * exact[2 * s] * (delta * cy + (delta / 2 - 1) * ysum[s]) - fast[s, v]
+        d += exact[2 * s + 1] - coef * exact[2 * s] * (delta * cy + (delta / 2 - 1) * ysum[s]) - fast[s]
         if d - slack > tau:
             return WORST
     return d
@@ -173,10 +179,11 @@ def _prefetch_list(lst, block_offsets, packed, lanes, bounds, bounded, CW):
 
 
 @numba.njit(**JIT)
-def _saq_begin(data, qi):
+def _saq_begin(data, qi, k):
     """Per-query scratch: y = q - r (L2) or q (IP), its FastScan tables (one per packed column)
-    and sums per segment, which no list changes, and the 32-lane buffers of a block. The first
-    list's blocks are requested before the tables are built, which hides their fetch."""
+    and sums per segment, which no list changes, the 32-lane buffers of a block, and room for
+    every probed row as a stage-2 candidate. The first list's blocks are requested before the
+    tables are built, which hides their fetch."""
     QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len, \
         seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
     D = QW.shape[1]
@@ -208,17 +215,25 @@ def _saq_begin(data, qi):
     for j in range(fast_dim.shape[0]):  # column j holds dimensions 8 fast_dim[j] .. + 7 of some plane
         qtable[2 * j] = by_dim[2 * fast_dim[j]]
         qtable[2 * j + 1] = by_dim[2 * fast_dim[j] + 1]
+    rows = 0
+    for p in range(probes.shape[1]):
+        if probes[qi, p] >= 0:
+            rows += offsets[probes[qi, p] + 1] - offsets[probes[qi, p]]
+    # candidates: (lower bound, stage-1 estimate, slack) and the stage-1 terms per segment, rows
+    cand = np.empty((rows, 3), np.float32), np.empty((rows, S), np.float32), np.empty(rows, np.int64)
+    upper = np.full(k, WORST, np.float32), np.full(k, -1, np.int64)  # the k smallest upper bounds
     return y, qtable, seg, np.zeros(S + 1, np.float32), np.empty(D, np.float32), np.empty(BLOCK, np.float32), \
         np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32), np.zeros(BLOCK, np.bool_), \
-        np.empty(BLOCK, np.int32), np.empty(BLOCK, np.int64), np.zeros((S, BLOCK), np.float32), bounded
+        np.empty(BLOCK, np.int32), np.zeros((S, BLOCK), np.float32), bounded, cand, np.zeros(1, np.int64), upper
 
 
 @numba.njit(**JIT)
 def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
-    """Stages 0-2 over the blocks of one list (see the module docstring)."""
+    """Stages 0-1 over the blocks of one list (see the module docstring): the rows left become
+    stage-2 candidates (`_saq_stage2`); without pruning, every row is scored here."""
     QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len, \
         seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
-    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, picked, fast, bounded = scratch
+    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, fast, bounded, cand, ncand, upper = scratch
     ysum, scale, offset, vbias = seg[0], seg[2], seg[3], seg[4]
     D = QW.shape[1]
     S = seg_dim.shape[0]
@@ -247,19 +262,21 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
     coef = np.float32(2.0) if l2 else np.float32(1.0)
     first = offsets[lst]
     end = offsets[lst + 1]
-    if not prune:  # stage 2 alone: fast stays 0, and no distance passes WORST
+    bounds_c, fast_c, rows_c = cand
+    if not prune:  # stage 2 alone: no stage-1 terms (0), and no distance passes WORST
+        unread = np.zeros(S, np.float32)
         for j in range(first, end):
             if allowed(live, j):
                 b = block_offsets[lst] + (j - first) // BLOCK
                 v = (j - first) % BLOCK
-                d = _accurate(base + lanes[b, 2 * S, v], zero, WORST, codes[j], exact[j], v, fast, y, ysum,
+                d = _accurate(base + lanes[b, 2 * S, v], zero, WORST, codes[j], exact[j], unread, y, ysum,
                               seg_dim, seg_len, seg_bits, seg_byte, coef)
                 heap_push(scores, labels, d, j)
         return
     for b in range(block_offsets[lst], block_offsets[lst + 1]):
         start = first + (b - block_offsets[lst]) * BLOCK
         nv = min(BLOCK, end - start)
-        tau = scores[0]
+        tau = upper[0][0]
         for v in range(BLOCK):
             alive[v] = v < nv
         if live.shape[0]:  # rows outside the bitset (deleted, filtered out) go no further
@@ -303,27 +320,69 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
                 slack[v] += lanes[b, S + s, v] * seg[1, s]
         for v in range(BLOCK):
             slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
-        # Stage 2: the accurate estimate of the rows left, whose code rows (a few cache lines each,
-        # from memory) are requested together first; best stage-1 bound first: tau then tightens
-        # soonest, and the first bound over it ends the block
-        n = 0
+        # A row becomes a candidate when its lower bound is below the k-th smallest upper bound so
+        # far (estimate plus the same slack): a bound on tau before any stage-2 estimate exists.
+        # Twice the slack for the upper bound kept the same recall and stage-2 estimates on
+        # fashion-mnist and pydocs-256-angular, with 1.6-2.9x the candidates to sort.
         for v in range(nv):
-            if alive[v] & (dcur[v] - slack[v] <= tau):
-                prefetch_row(codes, start + v)
-                prefetch_row(exact, start + v)
-                i = n
-                while i > 0 and dcur[picked[i - 1]] - slack[picked[i - 1]] > dcur[v] - slack[v]:
-                    picked[i] = picked[i - 1]
-                    i -= 1
-                picked[i] = v
-                n += 1
-        for i in range(n):
-            v = picked[i]
-            if dcur[v] - slack[v] > scores[0]:  # tau fell since
-                break
-            d = _accurate(dcur[v], slack[v], scores[0], codes[start + v], exact[start + v], v, fast, y, ysum, seg_dim,
-                          seg_len, seg_bits, seg_byte, coef)
-            heap_push(scores, labels, d, start + v)
+            if alive[v] & (dcur[v] - slack[v] <= upper[0][0]):
+                m = ncand[0]
+                bounds_c[m, 0] = dcur[v] - slack[v]
+                bounds_c[m, 1] = dcur[v]
+                bounds_c[m, 2] = slack[v]
+                for s in range(S):
+                    fast_c[m, s] = fast[s, v]
+                rows_c[m] = start + v
+                ncand[0] = m + 1
+                heap_push(upper[0], upper[1], dcur[v] + slack[v], start + v)
+
+
+@numba.njit(**JIT)
+def _saq_stage2(data, scratch, scores, labels):
+    """Stage 2 over a query's candidates from every list, by increasing stage-1 lower bound: tau
+    tightens from the most promising rows of all lists at once (block by block, the first block
+    of the first list filled the heap with whatever it held: twice as many estimates on
+    fashion-mnist), and the first bound over tau ends the query. Each code row is requested
+    AHEAD candidates before it is scored."""
+    QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len, \
+        seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
+    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, fast, bounded, cand, ncand, upper = scratch
+    bounds_c, fast_c, rows_c = cand
+    m = 0
+    keep = np.empty(ncand[0], np.int64)
+    for c in range(ncand[0]):  # the bound on tau has tightened since most candidates were kept
+        if bounds_c[c, 0] <= upper[0][0]:
+            keep[m] = c
+            m += 1
+    order = keep[np.argsort(bounds_c[keep[:m], 0])]
+    coef = np.float32(2.0) if l2 else np.float32(1.0)
+    for i in range(min(AHEAD, m)):
+        prefetch_row(codes, rows_c[order[i]])
+        prefetch_row(exact, rows_c[order[i]])
+    for i in range(m):
+        c = order[i]
+        if bounds_c[c, 0] > scores[0]:
+            break
+        if i + AHEAD < m:
+            prefetch_row(codes, rows_c[order[i + AHEAD]])
+            prefetch_row(exact, rows_c[order[i + AHEAD]])
+        j = rows_c[c]
+        d = _accurate(bounds_c[c, 1], bounds_c[c, 2], scores[0], codes[j], exact[j], fast_c[c], y, seg[0], seg_dim,
+                      seg_len, seg_bits, seg_byte, coef)
+        heap_push(scores, labels, d, j)
+
+
+@numba.njit(**JIT)
+def _saq_query(data, qi, live, scores, labels):
+    """Top-k (scores, labels) of query qi over its probed lists, sorted (stages 0-1 list by list,
+    then stage 2)."""
+    probes = data[4]
+    scratch = _saq_begin(data, qi, scores.shape[0])
+    for p in range(probes.shape[1]):
+        if probes[qi, p] >= 0:
+            _saq_list(data, scratch, qi, p, probes[qi, p], scores, labels, live)
+    _saq_stage2(data, scratch, scores, labels)
+    heap_sort(scores, labels)
 
 
 @numba.njit(**PARALLEL_JIT)
@@ -345,7 +404,10 @@ def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes
     """
     data = (QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len,
             seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
-    return ivf_topk(_saq_begin, _saq_list, data, probes, live, k)
+    out_s, out_l = new_heaps(QW.shape[0], k)
+    for qi in numba.prange(QW.shape[0]):
+        _saq_query(data, qi, live, out_s[qi], out_l[qi])
+    return out_s, out_l
 
 
 @numba.njit(**JIT)
@@ -355,7 +417,9 @@ def saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, l
     65 us scan on fashion-mnist (docs/benchmarks.md, "SAQ's fast path")."""
     data = (QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len,
             seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune)
-    return ivf_topk(_saq_begin, _saq_list, data, probes, live, k)
+    out_s, out_l = new_heaps(1, k)
+    _saq_query(data, 0, live, out_s[0], out_l[0])
+    return out_s, out_l
 
 
 @numba.njit(**JIT)
