@@ -168,17 +168,32 @@ def rerank_exact(Q, candidates, vectors, alpha, k):
 def small_matmul(X, W):
     """X @ W in float32 on one thread, for a handful of rows: W is streamed once, row by row,
     and a row that only zero coordinates meet is not read (half of W for a Fashion-MNIST image).
-    W is float32, or float16 bits (`half.as_half_bits`), which halve what is read."""
+    W is float32, or float16 bits (`half.as_half_bits`), which halve what is read. Four rows of
+    W are added per pass over the output, a quarter of the output's loads and stores (one
+    fashion-mnist query by a 784 x 832 float16 W: 16-18 us against 18-25)."""
     n, d = X.shape
-    out = np.zeros((n, W.shape[1]), np.float32)
-    for i in range(d):
-        w = W[i]
-        for r in range(n):
+    m = W.shape[1]
+    out = np.zeros((n, m), np.float32)
+    nonzero = np.empty(d, np.int64)
+    for r in range(n):
+        count = 0
+        for i in range(d):
+            if X[r, i] != 0:
+                nonzero[count] = i
+                count += 1
+        o = out[r]
+        g = 0
+        while g + 4 <= count:
+            i0, i1, i2, i3 = nonzero[g], nonzero[g + 1], nonzero[g + 2], nonzero[g + 3]
+            x0, x1, x2, x3 = X[r, i0], X[r, i1], X[r, i2], X[r, i3]
+            w0, w1, w2, w3 = W[i0], W[i1], W[i2], W[i3]
+            for j in range(m):
+                o[j] += x0 * widen(w0[j]) + x1 * widen(w1[j]) + x2 * widen(w2[j]) + x3 * widen(w3[j])
+            g += 4
+        for i in nonzero[g:count]:
             x = X[r, i]
-            if x == 0:
-                continue
-            o = out[r]
-            for j in range(w.shape[0]):
+            w = W[i]
+            for j in range(m):
                 o[j] += x * widen(w[j])
     return out
 
