@@ -136,7 +136,8 @@ def test_client_end_to_end_in_vectordbbench_python(tmp_path):
     from service.process import serve_in_subprocess
 
     with serve_in_subprocess(tmp_path / "data", "--no-warmup", log_path=tmp_path / "serve.log") as url:
-        r = subprocess.run([VDB_PYTHON, "-c", E2E, str(REPO), url], capture_output=True, text=True, timeout=300)
+        r = subprocess.run([VDB_PYTHON, "-c", E2E, str(REPO), url], capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path)  # VectorDBBench writes logs/ into its working directory
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["inserted"] == [500, 500] and out["bad"]

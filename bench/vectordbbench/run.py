@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with serve_in_subprocess(served, "--log-level", "warning", log_path=args.work_dir / "serve.log") as url:
         r = subprocess.run([args.vdb_python, HERE / "drive.py", "--url", url, "--dataset-dir", data.resolve(),
                             "--results-dir", (args.work_dir / "results").resolve(),
-                            "--label", *map(str, args.label), *rest], stdout=subprocess.PIPE, text=True, check=True)
+                            "--label", *map(str, args.label), *rest], stdout=subprocess.PIPE, text=True, check=True,
+                           cwd=args.work_dir)  # VectorDBBench writes logs/ into its working directory
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
