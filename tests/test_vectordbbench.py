@@ -130,8 +130,8 @@ E2E = textwrap.dedent('''
 def test_client_end_to_end_in_vectordbbench_python(tmp_path):
     """Insert (Arrow, with labels), optimize (persist), a plain and a label-filtered search, and
     a refused insert reported as VectorDBBench expects (count 0 and the error)."""
-    if not VDB_PYTHON.exists() or subprocess.run([VDB_PYTHON, "-c", "import vectordb_bench"],
-                                                 capture_output=True).returncode:
+    if not VDB_PYTHON.exists() or subprocess.run([VDB_PYTHON, "-c", "import vectordb_bench"], capture_output=True,
+                                                 cwd=tmp_path).returncode:  # importing it makes logs/ there
         pytest.skip(f"no VectorDBBench install at {VDB_PYTHON} (set VECTORDBBENCH_PYTHON)")
     from service.process import serve_in_subprocess
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not (data / "dataset.json").exists():
         ds = load(args.dataset)
         export(ds.train, ds.test[:args.queries], ds.neighbors[:args.queries], ds.metric, data, labels=args.label)
-    subprocess.run([args.vdb_python, HERE / "register.py"], check=True)
+    subprocess.run([args.vdb_python, HERE / "register.py"], check=True, cwd=data)  # importing it writes logs/
     served = args.work_dir / "served"
     shutil.rmtree(served, ignore_errors=True)
     served.mkdir(parents=True)
