@@ -71,3 +71,14 @@ def require_ray() -> None:
 
     if importlib.util.find_spec("ray") is None:
         raise click.ClickException("--ray needs Ray: pip install 'annvq[ray]'.")
+
+
+def require_ray_serve() -> None:
+    """A clear error when --ray-serve is used without Ray Serve's dependencies installed."""
+    import importlib
+
+    require_ray()
+    try:  # Ray ships the module; its serve extra ships the packages the module imports
+        importlib.import_module("ray.serve")
+    except ImportError as exc:
+        raise click.ClickException(f"--ray-serve needs Ray Serve ({exc}): pip install 'annvq[ray]'.") from None

@@ -9,7 +9,7 @@ import click
 from service.server_threads import SERVER_THREAD_ENV, use_server_threads  # noqa: F401
 
 from .main import user_errors
-from .options import require_ray
+from .options import require_ray, require_ray_serve
 
 
 @click.command("serve")
@@ -35,6 +35,9 @@ from .options import require_ray
               default=30.0, show_default=True,
               help="Seconds a search waits for a cluster's shards; later ones are left out and named "
                    "in the answer's coverage.")
+@click.option("--ray-serve", envvar="ANNVQ_RAY_SERVE", is_flag=True,
+              help="With --ray: run the service as a Ray Serve deployment on that Ray (one replica; Serve's "
+                   "proxy listens on --host and --port) instead of in this process.")
 @click.option("--log-level", envvar="ANNVQ_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(**options):
@@ -43,7 +46,7 @@ def serve(**options):
     \b
     Every option can also come from the environment: ANNVQ_DATA_DIR, ANNVQ_HOST, ANNVQ_PORT,
     ANNVQ_MAX_REQUEST_MB, ANNVQ_THREADS, ANNVQ_READ_ONLY, ANNVQ_API_KEY, ANNVQ_LOG_LEVEL,
-    ANNVQ_RAY, ANNVQ_SHARD_TIMEOUT.
+    ANNVQ_RAY, ANNVQ_SHARD_TIMEOUT, ANNVQ_RAY_SERVE.
     API docs: http://HOST:PORT/docs
 
     \b
@@ -52,6 +55,7 @@ def serve(**options):
       ANNVQ_API_KEY=secret annvq serve db --host 0.0.0.0 --port 8080
       annvq serve db --read-only --max-request-mb 16 --threads 8
       annvq serve db --ray local --shard-timeout 5     # also the clusters of annvq build --ray
+      annvq serve db --ray ray://head:10001 --ray-serve --host 0.0.0.0   # hosted by Ray Serve
     """
     use_server_threads()  # before user_errors imports annvq, and with it numpy, numba and faiss
     _serve(**options)
@@ -59,15 +63,45 @@ def serve(**options):
 
 @user_errors
 def _serve(data_dir, host, port, max_request_mb, threads, read_only, api_key, no_warmup, ray_address,
-           shard_timeout, log_level):
+           shard_timeout, ray_serve, log_level):
     import uvicorn
 
     from service.app import create_app
 
+    if ray_serve and ray_address is None:
+        raise click.UsageError("--ray-serve needs --ray ADDRESS|local: the Ray to deploy on.")
     if ray_address is not None:
         require_ray()
-
-    app = create_app(data_dir, api_key=api_key, read_only=read_only,
-                     max_request_bytes=int(max_request_mb * 1024 * 1024), threads=threads,
-                     warmup=not no_warmup, ray_address=ray_address, shard_timeout=shard_timeout)
+    options = dict(api_key=api_key, read_only=read_only, max_request_bytes=int(max_request_mb * 1024 * 1024),
+                   threads=threads, warmup=not no_warmup, shard_timeout=shard_timeout)
+    if ray_serve:
+        require_ray_serve()
+        deploy_on_ray_serve(data_dir, ray_address, host, port, blocking=True, **options)
+        return
+    app = create_app(data_dir, ray_address=ray_address, **options)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+def deploy_on_ray_serve(data_dir, address: str, host: str, port: int, *, blocking: bool = False,
+                        **app_options) -> None:
+    """Run the service app (`service.app.create_app`) as a Ray Serve deployment on the Ray at
+    ``address``, Serve's HTTP proxy on host:port; returns once it answers (with ``blocking``,
+    never). One replica: the app holds each collection's and cluster's writer lock, and every
+    replica would start shard actors of its own. The app is built in the replica, not pickled."""
+    import os
+
+    from ray import serve
+
+    from annvq.distributed import connect
+
+    data_dir = os.path.abspath(data_dir)  # the replica runs in another directory
+    connect(address)
+
+    def build():
+        from service.app import create_app
+
+        return create_app(data_dir, ray_address=address, **app_options)
+
+    deployment = serve.deployment(serve.ingress(build)(), name="annvq", ray_actor_options={"num_cpus": 0})
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(deployment.bind(), name="annvq", route_prefix="/", blocking=blocking)

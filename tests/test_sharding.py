@@ -246,3 +246,5 @@ def test_ray_options_without_the_ray_extra_say_how_to_install_it(tmp_path, monke
                                 "--shards", "2"])
     assert built.exit_code == 1 and "--ray needs Ray: pip install 'annvq[ray]'" in built.output
     assert not (tmp_path / "c").exists()
+    served = runner.invoke(cli, ["serve", str(tmp_path), "--ray-serve"])
+    assert served.exit_code == 2 and "--ray-serve needs --ray ADDRESS|local" in served.output
