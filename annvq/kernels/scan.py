@@ -17,10 +17,11 @@ as it exceeds the current k-th best (tau):
 Stages 0-1 walk the lists block by block as the official ``searchCluster``, against a bound on
 tau from the stage-1 upper bounds; the rows left become candidates, and stage 2 then scores the
 candidates of all lists by increasing lower bound and stops at the first over tau (the official
-searcher runs stage 2 block by block, where tau is loose until the heap fills). Scores are smaller-is-better: the estimated squared L2 distance, or minus
-the estimated inner product. For inner product the query is not centred and the exact <q, c> is
-added (docs/algorithms.md §9). docs/architecture.md, "SAQ's fast path", lists where this departs
-from the official searcher and what it measured.
+searcher runs stage 2 block by block, where tau is loose until the heap fills). Scores are
+smaller-is-better: the estimated squared L2 distance, or minus the estimated inner product. For
+inner product the query is not centred and the exact <q, c> is added (docs/algorithms.md §9).
+docs/architecture.md, "SAQ's fast path", lists where this departs from the official searcher and
+what it measured.
 """
 
 import numba
@@ -168,7 +169,7 @@ def fast_terms(offsets, codes, factors, CW, origin, seg_dim, seg_len, seg_bits, 
 def _prefetch_list(lst, block_offsets, packed, lanes, bounds, bounded, CW):
     """Start loading what stages 0-1 read of list ``lst``: its FastScan blocks, their lanes (and
     stage 0's, when on) and its centroid. Requested together while the list before is scanned,
-    they arrive in parallel; met one miss at a time, a block's 6 KB cost as much again as its
+    they arrive in parallel; met one miss at a time, a block's 4.5 KB cost as much again as its
     stage 1 (fashion-mnist)."""
     for b in range(block_offsets[lst], block_offsets[lst + 1]):
         prefetch_row(packed, b)
@@ -386,8 +387,8 @@ def _saq_query(data, qi, live, scores, labels):
 
 
 @numba.njit(**PARALLEL_JIT)
-def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len,
-             seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
+def saq_scan(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim,
+             seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
     """Top-k (scores, positions) of every query over its probed lists: one call per batch.
 
     QW (nq, D) and CW (nlist, D) are queries and centroids in the codec's rotated space, origin
