@@ -166,7 +166,8 @@ def run(args) -> dict:
                "add_s": made.add_seconds, "add_vectors_per_s": made.count / made.add_seconds,
                "build_vectors_per_s": made.count / total,
                "bytes_on_disk": made.bytes_on_disk}
-        with ShardedCollection.open(out, read_only=True, threads=threads) as sc:
+        # no search timeout: a shard compiling or deriving its scan layout on loaded cores is waited for
+        with ShardedCollection.open(out, read_only=True, threads=threads, timeout=None) as sc:
             sc.warmup()
             row["ray_round_trip_s"] = actor_round_trip(sc)
             row["nprobe"] = measure(sc.search, X, Q, truth, args)

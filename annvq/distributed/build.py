@@ -1,12 +1,13 @@
 """Distributed build: a vector file in, a sharded cluster out.
 
-The driver trains the model once on a sample, writes the cluster manifest and starts one shard
-actor per shard. Ray tasks (`encode_chunk`, one per ``chunk_rows`` rows of the file) then each
-read their own rows (`io.read_rows`), encode them with the shared model and split them by shard;
-each shard commits its pieces of a group of tasks as one segment (`Collection.add_encoded`), and
-merges its segments at the end. Past the training sample the driver reads no vectors, so reading
-and encoding grow with the cluster's CPUs; at most IN_FLIGHT groups are unacknowledged, so memory
-stays at a few chunks per shard. The file and ``out`` must be on storage every node reaches.
+Ray tasks read the training sample (`sample_chunk`) and the driver trains the model on it, writes
+the cluster manifest and starts one shard actor per shard. Ray tasks (`encode_chunk`, one per
+``chunk_rows`` rows of the file) then each read their own rows (`io.read_rows`), encode them with
+the shared model and split them by shard; each shard commits its pieces of a group of tasks as
+one segment (`Collection.add_encoded`) and merges its segments at the end. The driver reads no
+vectors, so reading and encoding grow with the cluster's CPUs. It waits for the oldest group's
+commits once more than IN_FLIGHT groups are in flight, so memory stays at a few chunks per shard.
+The file and ``out`` must be on storage every node reaches.
 """
 
 from __future__ import annotations
