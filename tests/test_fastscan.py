@@ -21,12 +21,30 @@ def test_shuffle_accumulation_equals_scalar_lookups(pairs, j0, j1):
     packed[1, :, :4] = 0
     expected = _expected(qtable, packed[1], j0, j1, 7)
     slow = np.full(BLOCK, 7, np.int32)
-    _accumulate_lookup(qtable, packed, 1, j0, j1, slow)
+    _accumulate_lookup(qtable, packed, 1, j0, j1 - j0, 1, slow)
     np.testing.assert_array_equal(slow, expected)
     if HAS_AVX2:
         fast = np.full(BLOCK, 7, np.int32)
-        _accumulate_shuffle(qtable, packed, 1, j0, j1, fast)
+        _accumulate_shuffle(qtable, packed, 1, j0, j1 - j0, 1, fast)
         np.testing.assert_array_equal(fast, expected)
+
+
+@pytest.mark.parametrize("width, planes", [(8, 3), (24, 2), (16, 4), (40, 3), (64, 1)])
+def test_plane_runs_are_weighted_most_significant_first(width, planes):
+    """acc += sum_p 2^(planes-1-p) (lookups of run p): 16-bit lanes while the weighted sums fit
+    (width 8 and 3 planes: 56 columns' worth), 32-bit above (width 40 and 3 planes: 280)."""
+    rng = np.random.default_rng(width * planes)
+    j0 = 3
+    qtable = rng.integers(0, 256, (2 * (j0 + width * planes), 16), dtype=np.uint8)
+    qtable[:, 0] = 255
+    packed = rng.integers(0, 256, (2, j0 + width * planes, BLOCK), dtype=np.uint8)
+    packed[0, :, :4] = 0
+    expected = 5 + sum(2 ** (planes - 1 - p) * (_expected(qtable, packed[0], j0 + p * width, j0 + (p + 1) * width, 0))
+                       for p in range(planes))
+    for accumulate in (_accumulate_lookup, _accumulate_shuffle) if HAS_AVX2 else (_accumulate_lookup,):
+        acc = np.full(BLOCK, 5, np.int32)
+        accumulate(qtable, packed, 0, j0, width, planes, acc)
+        np.testing.assert_array_equal(acc, expected)
 
 
 def test_pack_blocks_places_every_row_and_zero_pads():

@@ -35,12 +35,14 @@ HAS_AVX2 = _has_avx2()
 
 
 def _shuffle_accumulator(lane_bits: int):
-    """An intrinsic adding the table lookups of block b's byte columns [j0, j1) to acc (32 int32):
-    per column two vpshufb (low / high nibble) into ``lane_bits``-bit lanes kept in registers."""
+    """An intrinsic adding the table lookups of block b's byte columns to acc (32 int32): per
+    column two vpshufb (low / high nibble) into ``lane_bits``-bit lanes kept in registers, over
+    ``planes`` runs of ``width`` columns from j0, the total doubled before each run (bit planes,
+    most significant first: acc += sum_p 2^(planes-1-p) lookups(p))."""
 
     @intrinsic
-    def accumulate(typingctx, qtable, packed, b, j0, j1, acc):
-        sig = types.void(qtable, packed, b, j0, j1, acc)
+    def accumulate(typingctx, qtable, packed, b, j0, width, planes, acc):
+        sig = types.void(qtable, packed, b, j0, width, planes, acc)
 
         def codegen(context, builder, signature, args):
             bytes32 = ir.VectorType(ir.IntType(8), BLOCK)
@@ -48,18 +50,18 @@ def _shuffle_accumulator(lane_bits: int):
             lanes = ir.VectorType(ir.IntType(lane_bits), BLOCK)
             ints32 = ir.VectorType(ir.IntType(32), BLOCK)
             i64 = ir.IntType(64)
-            width = ir.Constant(i64, BLOCK)
+            lane_count = ir.Constant(i64, BLOCK)
             tables = context.make_array(signature.args[0])(context, builder, args[0])
             codes = context.make_array(signature.args[1])(context, builder, args[1])
-            out = builder.bitcast(context.make_array(signature.args[5])(context, builder, args[5]).data,
+            out = builder.bitcast(context.make_array(signature.args[6])(context, builder, args[6]).data,
                                   ints32.as_pointer())
 
             def as_i64(value):
                 return value if value.type == i64 else builder.sext(value, i64)
 
-            block, start, stop = (as_i64(a) for a in args[2:5])
+            block, start, run, planes = (as_i64(a) for a in args[2:6])
             columns = builder.extract_value(codes.shape, 1)
-            first = builder.mul(builder.add(builder.mul(block, columns), start), width)
+            first = builder.mul(builder.add(builder.mul(block, columns), start), lane_count)
             shuffle = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(bytes32, [bytes32, bytes32]), "llvm.x86.avx2.pshuf.b")
             total = cgutils.alloca_once(builder, lanes)  # promoted to registers by LLVM
@@ -73,15 +75,17 @@ def _shuffle_accumulator(lane_bits: int):
                 return builder.shuffle_vector(row, row, ir.Constant(ir.VectorType(ir.IntType(32), BLOCK),
                                                                     list(range(16)) * 2))
 
-            with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
-                j = loop.index
-                c = load(codes.data, builder.add(first, builder.mul(j, width)))
-                lut = builder.mul(builder.add(start, j), ir.Constant(i64, 32))
-                lo = builder.call(shuffle, [table(lut), builder.and_(c, ir.Constant(bytes32, [15] * BLOCK))])
-                hi = builder.call(shuffle, [table(builder.add(lut, ir.Constant(i64, 16))),
-                                            builder.lshr(c, ir.Constant(bytes32, [4] * BLOCK))])
-                step = builder.add(builder.zext(lo, lanes), builder.zext(hi, lanes))
-                builder.store(builder.add(builder.load(total), step), total)
+            with cgutils.for_range(builder, planes) as plane:
+                builder.store(builder.shl(builder.load(total), ir.Constant(lanes, [1] * BLOCK)), total)
+                with cgutils.for_range(builder, run) as loop:
+                    j = builder.add(builder.mul(plane.index, run), loop.index)
+                    c = load(codes.data, builder.add(first, builder.mul(j, lane_count)))
+                    lut = builder.mul(builder.add(start, j), ir.Constant(i64, 32))
+                    lo = builder.call(shuffle, [table(lut), builder.and_(c, ir.Constant(bytes32, [15] * BLOCK))])
+                    hi = builder.call(shuffle, [table(builder.add(lut, ir.Constant(i64, 16))),
+                                                builder.lshr(c, ir.Constant(bytes32, [4] * BLOCK))])
+                    step = builder.add(builder.zext(lo, lanes), builder.zext(hi, lanes))
+                    builder.store(builder.add(builder.load(total), step), total)
             result = builder.load(total)
             if lane_bits < 32:
                 result = builder.zext(result, ints32)
@@ -98,22 +102,30 @@ _shuffle32 = _shuffle_accumulator(32)
 
 
 @numba.njit(**JIT)
-def _accumulate_shuffle(qtable, packed, b, j0, j1, acc):
-    """Integer sums of block b's 32 vectors over columns [j0, j1) by register shuffles (AVX2);
-    16-bit lanes when the sums cannot overflow them (at most 128 columns), as faiss's FastScan."""
-    if j1 - j0 <= PAIRS_IN_16_BITS:
-        _shuffle16(qtable, packed, b, j0, j1, acc)
+def _accumulate_shuffle(qtable, packed, b, j0, width, planes, acc):
+    """Integer sums of block b's 32 vectors over ``planes`` runs of ``width`` columns from j0,
+    each run weighted twice the next (bit planes, MSB first), by register shuffles (AVX2);
+    16-bit lanes when the sums cannot overflow them (at most 128 columns' worth, as faiss's
+    FastScan)."""
+    if width * (2 ** planes - 1) <= PAIRS_IN_16_BITS:
+        _shuffle16(qtable, packed, b, j0, width, planes, acc)
     else:
-        _shuffle32(qtable, packed, b, j0, j1, acc)
+        _shuffle32(qtable, packed, b, j0, width, planes, acc)
 
 
 @numba.njit(**JIT)
-def _accumulate_lookup(qtable, packed, b, j0, j1, acc):
-    """Integer sums of block b's 32 vectors by scalar table lookups (hosts without AVX2)."""
-    for j in range(j0, j1):
+def _accumulate_lookup(qtable, packed, b, j0, width, planes, acc):
+    """`_accumulate_shuffle` by scalar table lookups (hosts without AVX2)."""
+    total = np.zeros(BLOCK, np.int32)
+    for p in range(planes):
         for v in range(BLOCK):
-            c = packed[b, j, v]
-            acc[v] += np.int32(qtable[2 * j, c & 15]) + np.int32(qtable[2 * j + 1, c >> 4])
+            total[v] *= 2
+        for j in range(j0 + p * width, j0 + (p + 1) * width):
+            for v in range(BLOCK):
+                c = packed[b, j, v]
+                total[v] += np.int32(qtable[2 * j, c & 15]) + np.int32(qtable[2 * j + 1, c >> 4])
+    for v in range(BLOCK):
+        acc[v] += total[v]
 
 
 accumulate_block = _accumulate_shuffle if HAS_AVX2 else _accumulate_lookup

@@ -203,7 +203,7 @@ def _fastscan_list(data, scratch, qi, p, lst, scores, labels, live):
     first = offsets[lst]
     for b in range(block_offsets[lst], block_offsets[lst + 1]):
         acc[:] = 0
-        accumulate_block(qtable, packed, b, 0, packed.shape[1], acc)
+        accumulate_block(qtable, packed, b, 0, packed.shape[1], 1, acc)
         start = first + (b - block_offsets[lst]) * BLOCK
         for v in range(min(BLOCK, offsets[lst + 1] - start)):
             push(scores, labels, base + delta * np.float32(acc[v]), start + v, live)

@@ -308,13 +308,7 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
             slack[v] = zero
         for s in range(S):
             acc[:] = 0
-            c0 = fast_col[s]
-            width = seg_len[s] // 8
-            for pl in range(fast_planes[s]):
-                if pl:
-                    for v in range(BLOCK):
-                        acc[v] *= 2
-                accumulate_block(qtable, packed, b, c0 + pl * width, c0 + (pl + 1) * width, acc)
+            accumulate_block(qtable, packed, b, fast_col[s], seg_len[s] // 8, fast_planes[s], acc)
             for v in range(BLOCK):
                 fast[s, v] = -coef * lanes[b, s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
                 dcur[v] += fast[s, v]
