@@ -313,7 +313,6 @@ def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
                 fast[s, v] = -coef * lanes[b, s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
                 dcur[v] += fast[s, v]
                 slack[v] += lanes[b, S + s, v] * seg[1, s]
-        tau = upper[0][0]
         passed = 0  # most blocks pass none: one vectorised count spares them the scalar loop below
         for v in range(BLOCK):
             slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
