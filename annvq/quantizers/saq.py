@@ -20,11 +20,11 @@ import numpy as np
 
 from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
-from ..kernels.driver import WORST
+from ..kernels.driver import unit_l2_as_ip
 from ..kernels.fastscan import pack_blocks
 from ..kernels.flat import small_matmul
 from ..kernels.half import as_half_bits, from_half_bits
-from ..kernels.probe import leading_columns, nearest_centroids, nearest_centroids_batch
+from ..kernels.probe import nearest_centroids, nearest_centroids_batch, probe_operands
 from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_query_one, saq_scan, saq_scan_one, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, padded_dim, random_orthogonal
 from ..validation import check_int
@@ -176,24 +176,24 @@ class SAQCodec(Codec):
         return codes, factors
 
     def assign_encode(self, X, centroids, nearest):
-        """For L2 after a PCA, the lists are found in the codec's basis (`kernels.probe`, exact):
+        """After a PCA, the lists are found in the codec's basis (`kernels.probe`, exact):
         the rows are rotated once, and their rotated residual is the difference of two rotated
         rows, instead of a second product. On fashion-mnist (one thread) the assignment took
         0.4-0.65 s against faiss's 1.2-2.3 s in the same runs; the one product is 18% wider than
         the coded columns alone, as the probe needs the tail's distances."""
-        if not self._probes_itself(self.metric) or len(centroids) == 1:
+        if not self._probes_itself or len(centroids) == 1:
             return super().assign_encode(X, centroids, nearest)
         self._check_trained("encode")
         def rotated():  # by the exact transform, as the rows
             CW = readonly(np.ascontiguousarray(centroids @ self.transform_))
-            return CW, readonly(leading_columns(CW))
-        CW, lead = self._cached("exact centroids", centroids, rotated)
+            return (CW, *map(readonly, probe_operands(CW, self.metric == "l2")))
+        CW, lead, start = self._cached("exact centroids", centroids, rotated)
         assign = np.empty(len(X), np.int64)
         codes, factors = self._empty_codes(len(X))
         for a in range(0, len(X), ENCODE_CHUNK):
             b = min(len(X), a + ENCODE_CHUNK)
             R = np.asarray(X[a:b], np.float32) @ self.transform_
-            assign[a:b] = nearest_centroids_batch(R, CW, lead, 1, ALL_LISTS)[:, 0]
+            assign[a:b] = nearest_centroids_batch(R, CW, lead, start, 1, ALL_LISTS)[:, 0]
             R -= CW[assign[a:b]]
             T = R[:, self.tail_dim:]
             self._encode_rotated(R[:, :self.tail_dim], np.einsum("ij,ij->i", T, T, dtype=np.float64),
@@ -251,11 +251,11 @@ class SAQCodec(Codec):
         return out / 2 - 1 if self.metric == "cosine" else out
 
     # --- search ----------------------------------------------------------------------------
-    def _centroid_arrays(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the rotated centroids, their leading columns as `kernels.probe` reads them)."""
+    def _centroid_arrays(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the rotated centroids, their operands as `kernels.probe` reads them: lead, start)."""
         def make():
             CW = readonly(np.ascontiguousarray(self.rotate(centroids)))
-            return CW, readonly(leading_columns(CW))
+            return (CW, *map(readonly, probe_operands(CW, self.metric == "l2")))
         return self._cached("centroids", centroids, make)
 
     def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
@@ -329,13 +329,14 @@ class SAQCodec(Codec):
 
     def search(self, plan, centroids, lists, probe, k, live):
         self._check_trained("search")
-        CW, lead = self._centroid_arrays(centroids)
+        CW, lead, start = self._centroid_arrays(centroids)
         packed, prune = self._packed(lists, CW), bool(plan.params["prune"])
-        if plan.nq == 1 and "saq" not in plan.cache.entries and self._probes_itself(probe.metric) \
+        if plan.nq == 1 and "saq" not in plan.cache.entries and self._probes_itself \
                 and math.isinf(plan.params["m"]) and plan.given(probe) is None:
             # a single query's first segment: rotation, probe and scan in one call, not three with
             # Python between them; the next segments find the rotated query and lists in the plan
-            QW, probes, scores, rows = saq_query_one(plan.queries, self._w_half, CW, lead, *self._probe_args(probe),
+            QW, probes, scores, rows = saq_query_one(plan.queries, self._w_half, CW, lead, start,
+                                                     *self._probe_args(probe),
                                                      self._rotated_origin, self._unbounded, *packed,
                                                      *self._scan_layout, prune, live, k)
             plan.cache.entries.update({"saq": (QW, self._unbounded), ("saq lists", probe.key): probes})
@@ -345,8 +346,8 @@ class SAQCodec(Codec):
             scan = saq_scan_one if plan.nq == 1 else saq_scan
             scores, rows = scan(QW, CW, self._rotated_origin, msig, probes, *packed, *self._scan_layout, prune,
                                 live, k)
-        if self.metric == "cosine":  # squared L2 between unit vectors, as -<q, x>
-            scores = np.where(rows >= 0, scores * np.float32(0.5) - np.float32(1.0), WORST)
+        if self.metric == "cosine":
+            unit_l2_as_ip(scores, rows)
         return scores, rows
 
     def _prepare(self, plan):
@@ -362,20 +363,21 @@ class SAQCodec(Codec):
         return plan.cache.get(("saq lists", probe.key),
                               lambda: self._probe(plan, probe, QW, *self._centroid_arrays(centroids)))
 
-    def _probes_itself(self, metric: str) -> bool:
-        """Whether lists are found in the codec's basis: L2 after a PCA (see `_probe`)."""
-        return metric == "l2" and self.mean_ is not None
+    @property
+    def _probes_itself(self) -> bool:
+        """Whether lists are found in the codec's basis: after a PCA (see `_probe`)."""
+        return self.mean_ is not None
 
-    def _probe(self, plan, probe, QW, CW, lead):
-        """The lists to scan. For L2 they are found in the codec's PCA basis, which the rotated
-        queries are in already: there the leading 64 dimensions rule out most centroids
-        (`kernels.probe`, half the time of faiss's BLAS search over the raw centroids on
-        fashion-mnist). CAQ's basis is a random rotation, and inner product has no partial
-        bound: those go through the probe."""
-        if not self._probes_itself(probe.metric):
+    def _probe(self, plan, probe, QW, CW, lead, start):
+        """The lists to scan. After a PCA they are found in the codec's basis, which the rotated
+        queries are in already: there the leading 64 dimensions rule out most centroids, for L2
+        and for inner product alike (`kernels.probe`; on fashion-mnist half the time of faiss's
+        BLAS search over the raw centroids). CAQ's basis is a random rotation, where the leading
+        dimensions hold no more than any others: it goes through the probe."""
+        if not self._probes_itself:
             return plan.lists(probe)
         nearest = nearest_centroids if plan.nq <= SMALL_ROWS else nearest_centroids_batch
-        return nearest(QW, CW, lead, *self._probe_args(probe))
+        return nearest(QW, CW, lead, start, *self._probe_args(probe))
 
     @staticmethod
     def _probe_args(probe) -> tuple[int, np.ndarray]:
