@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
+import orjson
 
 from . import part_search, payload_index
 from .errors import (CollectionClosedError, CollectionExistsError, CollectionNotFoundError,
@@ -480,13 +481,17 @@ class Collection:
 
     def _predicate(self, filter) -> Bool | None:
         """The parsed filter, remembered by its JSON text and the payload indexes: the parse
-        costs a single query ~15 us, its JSON text ~5 us (keys in another order: parsed again).
-        Values JSON cannot write (bytes, numpy scalars) are parsed every time."""
+        costs a single query ~15 us, its JSON text 0.5 us by orjson (json.dumps: ~5; keys in
+        another order: parsed again). Values JSON cannot write (bytes, numpy scalars) are parsed
+        every time, and so are texts with a null, which orjson also writes for NaN and inf."""
         schema = self.payload_indexes
         try:
-            key = (filter if isinstance(filter, str) else json.dumps(filter)), tuple(schema.items())
+            text = filter if isinstance(filter, str) else orjson.dumps(filter)
         except TypeError:
             return parse_filter(filter, schema)
+        if not isinstance(filter, str) and b"null" in text:
+            return parse_filter(filter, schema)
+        key = text, tuple(schema.items())
         pred = self._parsed.get(key, self._parsed)
         if pred is self._parsed:
             if len(self._parsed) >= PARSED_FILTERS:

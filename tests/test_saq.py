@@ -10,7 +10,8 @@ from naive import clustered, exact_knn, recall
 from annvq import Index
 from annvq.errors import InvalidParameterError, InvalidSpecError, InvalidVectorsError
 from annvq.ivf import nearest_lists
-from annvq.kernels.probe import nearest_centroids, nearest_centroids_batch, probe_operands
+from annvq.kernels.half import as_half_bits
+from annvq.kernels.probe import LEAD, nearest_centroids, nearest_centroids_batch, nearest_centroids_raw, probe_operands
 from annvq.kernels.scan import FAST_SIGMAS, fast_terms
 from annvq.quantizers.code_adjustment import grid_vectors, prefix
 from annvq.linalg import apply_pca, fit_pca, pad64, random_orthogonal
@@ -274,19 +275,28 @@ def test_pruned_probe_equals_brute_force(decay, l2):
     """Partial-distance probing (one query at a time and a batch) returns the exact n nearest
     rows, best first, by L2 or by largest inner product (rows of unequal norms), on a skewed
     spectrum (where it prunes) and a flat one (where it cannot); with a keep mask, the n nearest
-    kept rows, -1 after the last when fewer are kept."""
+    kept rows, -1 after the last when fewer are kept. The same from raw rows of 190 dimensions
+    (not a multiple of the pass width), whose first pass alone is rotated: by a signed
+    permutation, exact in float16, into the 192 of the others."""
     rng = np.random.default_rng(5)
     scale = np.exp(-decay * np.arange(192)).astype(np.float32)
     C = rng.standard_normal((300, 192)).astype(np.float32) * scale * rng.uniform(0.5, 1.5, (300, 1)).astype(np.float32)
     X = rng.standard_normal((40, 192)).astype(np.float32) * scale
+    cols, signs = rng.permutation(192)[:190], rng.choice(np.float32([-1, 1]), 190)
+    W = np.zeros((190, 192), np.float32)
+    W[np.arange(190), cols] = signs
+    C[:, np.setdiff1d(np.arange(192), cols)] = X[:, np.setdiff1d(np.arange(192), cols)] = 0  # the columns no raw one reaches
+    Craw, Xraw, W_lead = C @ W.T, X @ W.T, np.ascontiguousarray(as_half_bits(W)[:, :LEAD])
     X64 = X.astype(np.float64)
     d = ((X64[:, None, :] - C[None]) ** 2).sum(-1) if l2 else -(X64 @ C.T.astype(np.float64))
     ops = probe_operands(C, l2)
+    raw = (Craw, ops[0], probe_operands(Craw, l2)[1])
     everything = np.zeros(0, np.bool_)
     for n in (1, 7, 300):
         truth = np.take_along_axis(d, np.argsort(d, axis=1)[:, :n], 1)
         for got in (nearest_centroids(X[:8], C, *ops, n, everything),
-                    nearest_centroids_batch(X, C, *ops, n, everything)):
+                    nearest_centroids_batch(X, C, *ops, n, everything),
+                    nearest_centroids_raw(Xraw[:8], W_lead, *raw, n, everything)):
             assert all(len(set(row)) == n for row in got)
             # the n nearest, best first, up to float32 rounding between near-equal distances
             np.testing.assert_allclose(np.take_along_axis(d[:len(got)], got, 1), truth[:len(got)], rtol=1e-5,
@@ -295,7 +305,8 @@ def test_pruned_probe_equals_brute_force(decay, l2):
     for n in (5, 40):
         masked = np.where(keep, d, np.inf)
         want = np.argsort(masked, axis=1)[:, :n]
-        for got in (nearest_centroids(X[:8], C, *ops, n, keep), nearest_centroids_batch(X, C, *ops, n, keep)):
+        for got in (nearest_centroids(X[:8], C, *ops, n, keep), nearest_centroids_batch(X, C, *ops, n, keep),
+                    nearest_centroids_raw(Xraw[:8], W_lead, *raw, n, keep)):
             found = got >= 0
             assert (found.sum(1) == min(n, keep.sum())).all() and keep[got[found]].all()
             assert (found[:, :-1] >= found[:, 1:]).all()  # -1 only after the last kept row

@@ -24,7 +24,7 @@ from ..kernels.driver import unit_l2_as_ip
 from ..kernels.fastscan import pack_blocks
 from ..kernels.flat import small_matmul
 from ..kernels.half import as_half_bits, from_half_bits
-from ..kernels.probe import nearest_centroids, nearest_centroids_batch, probe_operands
+from ..kernels.probe import LEAD, nearest_centroids, nearest_centroids_batch, nearest_centroids_raw, probe_operands
 from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_query_one, saq_scan, saq_scan_one, segment_sigmas
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, padded_dim, random_orthogonal
 from ..validation import check_int
@@ -126,6 +126,7 @@ class SAQCodec(Codec):
         # searches rotate by the transform rounded to float16 (`rotate`), read as bits by one query
         self._w_half = readonly(as_half_bits(self.transform_))
         self._w_search = readonly(from_half_bits(self._w_half))
+        self._w_lead = readonly(np.ascontiguousarray(self._w_half[:, :LEAD]))  # a probe's first pass
         self._cache = {}
         segs = self.segments
         self._unbounded = readonly(np.full((1, len(segs)), NO_BOUND, np.float32))  # one query's, m = inf
@@ -258,6 +259,12 @@ class SAQCodec(Codec):
             return (CW, *map(readonly, probe_operands(CW, self.metric == "l2")))
         return self._cached("centroids", centroids, make)
 
+    def _raw_centroids(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the centroids, their starting sums) for `kernels.probe.nearest_centroids_raw`."""
+        return self._cached("raw centroids", centroids, lambda: (
+            readonly(np.ascontiguousarray(centroids, np.float32)),
+            readonly(probe_operands(centroids, self.metric == "l2")[1])))
+
     def _rotated_centroids(self, centroids: np.ndarray) -> np.ndarray:
         return self._centroid_arrays(centroids)[0]
 
@@ -359,23 +366,28 @@ class SAQCodec(Codec):
         given = plan.given(probe)  # probed once elsewhere (a sharded collection's router)
         if given is not None:
             return given
-        QW = plan.cache.get("saq", lambda: self._prepare(plan))[0]
-        return plan.cache.get(("saq lists", probe.key),
-                              lambda: self._probe(plan, probe, QW, *self._centroid_arrays(centroids)))
+        return plan.cache.get(("saq lists", probe.key), lambda: self._probe(plan, probe, centroids))
 
     @property
     def _probes_itself(self) -> bool:
         """Whether lists are found in the codec's basis: after a PCA (see `_probe`)."""
         return self.mean_ is not None
 
-    def _probe(self, plan, probe, QW, CW, lead, start):
+    def _probe(self, plan, probe, centroids):
         """The lists to scan. After a PCA they are found in the codec's basis, which the rotated
         queries are in already: there the leading 64 dimensions rule out most centroids, for L2
         and for inner product alike (`kernels.probe`; on fashion-mnist half the time of faiss's
-        BLAS search over the raw centroids). CAQ's basis is a random rotation, where the leading
-        dimensions hold no more than any others: it goes through the probe."""
+        BLAS search over the raw centroids). A few queries not rotated yet (a filtered scan over
+        the raw vectors needs only their lists) rotate just those 64. CAQ's basis is a random
+        rotation, where the leading dimensions hold no more than any others: it goes through the
+        probe."""
         if not self._probes_itself:
             return plan.lists(probe)
+        CW, lead, start = self._centroid_arrays(centroids)
+        if plan.nq <= SMALL_ROWS and "saq" not in plan.cache.entries:
+            C, raw_start = self._raw_centroids(centroids)
+            return nearest_centroids_raw(plan.queries, self._w_lead, C, lead, raw_start, *self._probe_args(probe))
+        QW = plan.cache.get("saq", lambda: self._prepare(plan))[0]
         nearest = nearest_centroids if plan.nq <= SMALL_ROWS else nearest_centroids_batch
         return nearest(QW, CW, lead, start, *self._probe_args(probe))
 
