@@ -477,6 +477,7 @@ for q in (X[:1], X[:3], X[:50]):
     index.scan(plan)  # the plan's cached rotation and lists, as a collection's next segment
     index.scan(plan, live=driver.row_bitset(np.ones(len(X), bool)))
     index.search(q, 10, nprobe=4)
+    index.probed(index.plan(q, 10, nprobe=4))  # the lists alone, as a filtered scan of raw vectors asks
 print([d.__name__ for d in dispatchers if len(d.signatures) > before[id(d)]])
 """
 
@@ -484,7 +485,7 @@ print([d.__name__ for d in dispatchers if len(d.signatures) > before[id(d)]])
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_training_compiles_every_kernel_a_search_runs(metric):
     """codec.warmup (run by train) leaves nothing for a query to compile or load: one query, a
-    few, a batch, a collection's next segment and a row bitset. In a fresh process, where no
+    few, a batch, a collection's next segment, a row bitset and the lists alone. In a fresh process, where no
     other test has loaded a specialisation already."""
     import subprocess
     import sys

@@ -124,10 +124,11 @@ class Codec:
     def warmup(self) -> None:
         """Compile this codec's kernels now, so the first query pays nothing.
 
-        Encodes a few random vectors into two lists and searches them with one query, two (both
-        probed in numba) and all (a batch), with and without a row bitset, each plan twice (the
-        second search finds the plan's cached work, as a collection's next segment does): the same
-        array types as real data, so the cached specialisations are the ones queries use.
+        Encodes a few random vectors into two lists, probes them and searches them with one
+        query, two (both probed in numba) and all (a batch), with and without a row bitset, each
+        plan twice (the second search finds the plan's cached work, as a collection's next segment
+        does): the same array types as real data, so the cached specialisations are the ones
+        queries use.
         """
         from ..ivf import InvertedLists, Probe
         from ..kernels.config import readonly
@@ -144,6 +145,8 @@ class Codec:
         for Q in (X[:1], X[:2], X):
             for live in (ALL_ROWS, np.ones(2, np.uint8)):
                 plan = SearchPlan(readonly(Q), self.metric, 1, 1, 0, self.check_params({}), QueryCache())
+                # the lists alone, as a filtered scan of raw vectors asks (a plan of their own)
+                self.probed(plan._replace(cache=QueryCache()), centroids, probe)
                 for _ in range(2):
                     scores, rows = self.search(plan, centroids, lists, probe, 1, live)
             plan.report(scores, rows), row_ids(rows, readonly(lists.ids))  # what every search ends with
