@@ -177,17 +177,17 @@ class SAQCodec(Codec):
         return codes, factors
 
     def assign_encode(self, X, centroids, nearest):
-        """After a PCA, the lists are found in the codec's basis (`kernels.probe`, exact):
+        """For L2 after a PCA, the lists are found in the codec's basis (`kernels.probe`, exact):
         the rows are rotated once, and their rotated residual is the difference of two rotated
         rows, instead of a second product. On fashion-mnist (one thread) the assignment took
         0.4-0.65 s against faiss's 1.2-2.3 s in the same runs; the one product is 18% wider than
         the coded columns alone, as the probe needs the tail's distances."""
-        if not self._probes_itself or len(centroids) == 1:
+        if not self._probes_itself or self.metric != "l2" or len(centroids) == 1:
             return super().assign_encode(X, centroids, nearest)
         self._check_trained("encode")
         def rotated():  # by the exact transform, as the rows
             CW = readonly(np.ascontiguousarray(centroids @ self.transform_))
-            return (CW, *map(readonly, probe_operands(CW, self.metric == "l2")))
+            return (CW, *map(readonly, probe_operands(CW, True)))
         CW, lead, start = self._cached("exact centroids", centroids, rotated)
         assign = np.empty(len(X), np.int64)
         codes, factors = self._empty_codes(len(X))
@@ -378,10 +378,12 @@ class SAQCodec(Codec):
         queries are in already: there the leading 64 dimensions rule out most centroids, for L2
         and for inner product alike (`kernels.probe`; on fashion-mnist half the time of faiss's
         BLAS search over the raw centroids). A few queries not rotated yet (a filtered scan over
-        the raw vectors needs only their lists) rotate just those 64. CAQ's basis is a random
+        the raw vectors needs only their lists) rotate just those 64. Inner-product batches go
+        through faiss's BLAS: the leading dimensions of text embeddings rule out few centroids
+        (pydocs-256-angular, 256 lists: 13-28 us a query against 3.5-13). CAQ's basis is a random
         rotation, where the leading dimensions hold no more than any others: it goes through the
         probe."""
-        if not self._probes_itself:
+        if not self._probes_itself or (plan.nq > SMALL_ROWS and probe.metric != "l2"):
             return plan.lists(probe)
         CW, lead, start = self._centroid_arrays(centroids)
         if plan.nq <= SMALL_ROWS and "saq" not in plan.cache.entries:
