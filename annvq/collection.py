@@ -485,12 +485,14 @@ class Collection:
         another order: parsed again). Values JSON cannot write (bytes, numpy scalars) are parsed
         every time, and so are texts with a null, which orjson also writes for NaN and inf."""
         schema = self.payload_indexes
-        try:
-            text = filter if isinstance(filter, str) else orjson.dumps(filter)
-        except TypeError:
-            return parse_filter(filter, schema)
-        if not isinstance(filter, str) and b"null" in text:
-            return parse_filter(filter, schema)
+        text = filter
+        if not isinstance(filter, str):
+            try:
+                text = orjson.dumps(filter)
+            except TypeError:
+                return parse_filter(filter, schema)
+            if b"null" in text:
+                return parse_filter(filter, schema)
         key = text, tuple(schema.items())
         pred = self._parsed.get(key, self._parsed)
         if pred is self._parsed:

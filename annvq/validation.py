@@ -85,7 +85,7 @@ def as_ids(ids, n: int, *, name: str = "ids") -> np.ndarray:
 def normalize_rows(X: np.ndarray, *, name: str = "X") -> np.ndarray:
     """Unit-normalise rows for the cosine metric; a zero vector has no direction and is refused."""
     # linalg.norm's own arithmetic (sqrt of add.reduce of x * x), to the last bit, without its
-    # checks and dispatch: 8.5 us for one query before, 3 after
+    # checks and dispatch: 8.5 us for one query before, 3.9 after
     norms = np.sqrt(np.add.reduce(X * X, axis=1, keepdims=True))
     if not norms.all():
         bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
