@@ -29,7 +29,14 @@ def test_every_codec_returns_what_the_old_path_returned():
         same = old[key] == new[key]
         assert same.mean() >= 0.99, key  # k-means or BLAS on another CPU may move a rare tie
         dist = key[:-1] + "D"
-        np.testing.assert_allclose(new[dist][same], old[dist][same], rtol=1e-5, atol=1e-5, err_msg=dist)
+        if "SAQ" in key and "Rerank" not in key:
+            # SAQ's PCA comes from LAPACK's eigensolver, whose rounding moves with the numpy build
+            # and CPU: between two machines the estimates moved by 3.4e-5 (they cancel large
+            # terms), and one row of 300 got another CAQ code (its estimate 0.4% off)
+            close = np.isclose(new[dist][same], old[dist][same], rtol=2e-4, atol=1e-5)
+            assert close.mean() >= 0.99, (dist, np.flatnonzero(~close))
+        else:
+            np.testing.assert_allclose(new[dist][same], old[dist][same], rtol=1e-5, atol=1e-5, err_msg=dist)
 
 
 EXACT_SCANS = [("IVF8,Flat", {}), ("IVF8,SAQ4", {"prune": 0}), ("IVF8,CAQ2", {"prune": 0}),
