@@ -44,7 +44,7 @@ class SearchPlan(NamedTuple):
     rerank: int
     params: Mapping[str, Any]
     cache: QueryCache
-    #: (nq, nprobe) int64 lists probed once elsewhere (a sharded collection's router), read-only
+    #: (nq, nprobe) int64 lists probed once elsewhere (a sharded collection's router), a copy
     probes: np.ndarray | None = None
 
     @property
@@ -127,7 +127,8 @@ def make_plan(Q, k, *, dim: int, metric: str, nlist: int, codec, owner: str, npr
 
 def check_probes(probes, nq: int, nprobe: int, nlist: int, owner: str) -> np.ndarray:
     """Lists probed elsewhere, checked: integers, shape (nq, nprobe), each in [0, nlist); as
-    read-only int64, since the scans take them in place of their own probe's."""
+    a writable int64 copy, the type of the scans' own probes: read-only ones (a Ray shard's) were
+    another specialisation of every scan kernel, compiled by the first query (112 s cold)."""
     arr = np.asarray(probes)
     if arr.dtype.kind not in "iu":
         raise InvalidParameterError(f"{owner}: probes must be integer list numbers; got dtype {arr.dtype}.")
@@ -137,4 +138,4 @@ def check_probes(probes, nq: int, nprobe: int, nlist: int, owner: str) -> np.nda
     if arr.size and (arr.min() < 0 or arr.max() >= nlist):
         raise InvalidParameterError(
             f"{owner}: probes must be list numbers in [0, {nlist}); got {arr.min()} to {arr.max()}.")
-    return readonly(np.ascontiguousarray(arr, dtype=np.int64))
+    return np.array(arr, np.int64, order="C")

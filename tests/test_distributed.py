@@ -281,11 +281,15 @@ def test_build_on_ray_then_reopen_and_serve(tmp_path, data):
     assert result.exit_code == 0, result.output
     assert "3,000 vectors" in result.output and "shards: 2 (Ray), encoded by 1 Ray task," in result.output
     with ShardedCollection.open(out, read_only=True, **OPTIONS) as sc:
+        sc.warmup()  # the build's Ray tasks compiled no search kernels: cold, both shards took over 30 s
         assert sc.count == len(X) and sc.stats()["segments"] == 2
         D, I = sc.search(Q, 10, nprobe=16)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, exact_knn(X, Q, 10, "l2"))])
         assert recall > 0.9, recall
-    with TestClient(create_app(tmp_path / "db", ray_address="local", warmup=False)) as client:
+    # the shards answer a search within shard_timeout once warm: on a cold numba cache, two
+    # actors compiling the kernels at once on two cores took longer than the default 30 s
+    with TestClient(create_app(tmp_path / "db", ray_address="local")) as client:
+        assert client.app.state.ready.wait(600)
         body = client.post("/v1/collections/sharded/query", json={"vector": Q[0].tolist(), "k": 10,
                                                                    "params": {"nprobe": 16}}).json()
         assert body["ids"] == I[0].tolist() and body["coverage"]["complete"] is True
@@ -294,7 +298,8 @@ def test_build_on_ray_then_reopen_and_serve(tmp_path, data):
         assert info["count"] == len(X) and info["stats"]["shards"] == 2
         refused = client.post("/v1/collections/sharded/train")
         assert refused.status_code == 501 and refused.json()["error"]["code"] == "unsupported"
-    with TestClient(create_app(tmp_path / "db", ray_address="local", warmup=False, shard_timeout=1.0)) as client:
+    with TestClient(create_app(tmp_path / "db", ray_address="local", shard_timeout=1.0)) as client:
+        assert client.app.state.ready.wait(600)
         served = client.app.state.registry.get("sharded")
         busy = served.actors[0].__ray_call__.remote(lambda shard: time.sleep(3))
         body = client.post("/v1/collections/sharded/query/batch", json={"vectors": Q[:2].tolist(), "k": 10}).json()

@@ -475,6 +475,9 @@ for q in (X[:1], X[:3], X[:50]):
     index.scan(plan, live=driver.row_bitset(np.ones(len(X), bool)))
     index.search(q, 10, nprobe=4)
     index.probed(index.plan(q, 10, nprobe=4))  # the lists alone, as a filtered scan of raw vectors asks
+    given = index.probed(plan).copy()
+    given.setflags(write=False)  # lists probed by a router, as they reach a Ray shard
+    index.scan(index.plan(q, 10, nprobe=4, probes=given))
 print([d.__name__ for d in dispatchers if len(d.signatures) > before[id(d)]])
 """
 
@@ -482,8 +485,8 @@ print([d.__name__ for d in dispatchers if len(d.signatures) > before[id(d)]])
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_training_compiles_every_kernel_a_search_runs(metric):
     """codec.warmup (run by train) leaves nothing for a query to compile or load: one query, a
-    few, a batch, a collection's next segment, a row bitset and the lists alone. In a fresh process, where no
-    other test has loaded a specialisation already."""
+    few, a batch, a collection's next segment, a row bitset, the lists alone and lists probed
+    elsewhere. In a fresh process, where no other test has loaded a specialisation already."""
     import subprocess
     import sys
 

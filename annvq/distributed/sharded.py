@@ -164,7 +164,9 @@ class ShardedCollection:
     @classmethod
     def open(cls, path, *, read_only: bool = False, timeout: float | None = DEFAULT_TIMEOUT,
              shard_cpus: float | None = None, threads: int | None = None) -> "ShardedCollection":
-        """Open the cluster at ``path``: one actor per shard reopens its collection."""
+        """Open the cluster at ``path``: one actor per shard reopens its collection. A search
+        waits ``timeout`` seconds for the shards; `warmup` first, or the shards' first search may
+        spend it compiling."""
         path = os.path.abspath(os.fspath(path))
         body = cluster.load(path)
         return cls._start(path, body, cluster.read_model(path, body), read_only=read_only, timeout=timeout,
@@ -444,7 +446,9 @@ class ShardedCollection:
         return [f"{name}: {p}" for name, found in zip(self._body["shards"], problems) for p in found]
 
     def warmup(self) -> None:
-        self._all_call("warmup")
+        """Every shard's `Collection.warmup`, waited for without the search timeout: on a cold
+        numba cache the shards compile for minutes, and no query is waiting."""
+        self._gather(self.send_all("warmup"), None)
 
 
 def _shared(arr: np.ndarray | None):
