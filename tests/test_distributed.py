@@ -281,13 +281,13 @@ def test_build_on_ray_then_reopen_and_serve(tmp_path, data):
     assert result.exit_code == 0, result.output
     assert "3,000 vectors" in result.output and "shards: 2 (Ray), encoded by 1 Ray task," in result.output
     with ShardedCollection.open(out, read_only=True, **OPTIONS) as sc:
-        sc.warmup()  # the build's Ray tasks compiled no search kernels: cold, both shards took over 30 s
+        sc.warmup()  # the build compiled no search kernels: a cold shard's warm-up took 27-28 s, near the 30 s timeout
         assert sc.count == len(X) and sc.stats()["segments"] == 2
         D, I = sc.search(Q, 10, nprobe=16)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, exact_knn(X, Q, 10, "l2"))])
         assert recall > 0.9, recall
-    # the shards answer a search within shard_timeout once warm: on a cold numba cache, two
-    # actors compiling the kernels at once on two cores took longer than the default 30 s
+    # the shards answer within shard_timeout once warm; a search sent during warm-up would wait
+    # behind it in the actor's queue
     with TestClient(create_app(tmp_path / "db", ray_address="local")) as client:
         assert client.app.state.ready.wait(600)
         body = client.post("/v1/collections/sharded/query", json={"vector": Q[0].tolist(), "k": 10,
