@@ -3,6 +3,7 @@ model and data, a killed shard restarting from its last commit, partial answers 
 coverage, clear errors, the distributed build and the REST API over a cluster. Skipped where
 Ray is not installed (pip install annvq[ray])."""
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -186,6 +187,21 @@ def test_a_slow_shard_gives_a_partial_answer_that_names_it(cluster, data):
     assert len(found) and (routing.shard_of(found, SHARDS) != slow).all()
     ray.get(busy)
     assert cluster.query(Q, 10, nprobe=4).coverage.complete
+
+
+def test_writes_wait_for_a_busy_shard_and_close_ends_one_without_raising(tmp_path, model, data, caplog):
+    X, ids, _, _ = data
+    sc = ShardedCollection.create(tmp_path / "c", model, shards=SHARDS, timeout=0.5, **OPTIONS)
+    busy = sc.actors[0].__ray_call__.remote(lambda shard: time.sleep(2))  # the writes queue behind it
+    sc.upsert(ids[:300], X[:300])
+    sc.persist()  # past the 0.5 s timeout: a write is waited for, not reported failed while it lands
+    ray.get(busy)
+    sc.actors[1].__ray_call__.remote(lambda shard: time.sleep(30))
+    with caplog.at_level(logging.WARNING, logger="annvq.distributed.sharded"):
+        sc.close()
+    assert "shard 1 did not close (no answer in 0.5 s)" in caplog.text
+    with ShardedCollection.open(tmp_path / "c", timeout=None, **OPTIONS) as again:
+        assert again.count == 300 and len(again.get(ids[:300], with_vectors=False)) == 300
 
 
 def test_bad_input_is_refused_clearly_and_changes_nothing(cluster, data, model, tmp_path):

@@ -147,6 +147,6 @@ def _add(sc: ShardedCollection, src: str, key: str | None, ids: np.ndarray | Non
             in_flight.append((commits, min(starts[g] + group * chunk_rows, n) - starts[g]))
             while len(in_flight) > (IN_FLIGHT if g + group < len(starts) else 0):
                 commits, rows = in_flight.pop(0)
-                sc.wait(commits, "encode+commit")
+                sc.wait(commits, "encode+commit", write=True)
                 bar.update(rows)
     return len(starts)

@@ -7,13 +7,15 @@
 
 The router (this object, in the driver process) holds the shared model to validate every search
 once, routes each id to one shard (`routing.shard_of`), and merges the shards' best k by score.
-A shard that does not answer within ``timeout`` seconds leaves the answer partial, and
-``hits.coverage`` names it. Writes are checked whole here before any shard sees them; a shard
-failing mid-write (its process or node dying) can leave the other shards' part applied.
+A shard that does not answer a read within ``timeout`` seconds leaves the answer partial, and
+``hits.coverage`` names it. Writes are checked whole here before any shard sees them and wait
+for every shard without that limit; a shard failing mid-write (its process or node dying) can
+leave the other shards' part applied.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -29,6 +31,8 @@ from ..storage.lock import WriterLock
 from ..validation import check_ids, check_int, metric_vectors
 from . import cluster, routing
 from .shard import Shard
+
+log = logging.getLogger(__name__)
 
 #: seconds a search waits for the shards before answering without the missing ones
 DEFAULT_TIMEOUT = 30.0
@@ -202,11 +206,14 @@ class ShardedCollection:
 
     def close(self) -> None:
         """Close every shard's collection (unpersisted writes are dropped, as `Collection.close`
-        does) and end the actors."""
+        does) and end the actors. A shard still busy after ``timeout`` seconds is ended anyway
+        and logged: closing never hides the error a ``with`` block is leaving with."""
         ray = _ray()
         if self._shards:
             try:
-                ray.get([s.close.remote() for s in self._shards], timeout=self.timeout)
+                _, missing = self._gather([(i, s.close.remote()) for i, s in enumerate(self._shards)], self.timeout)
+                for shard, why in sorted(missing.items()):
+                    log.warning("cluster %s: shard %d did not close (%s); ending it anyway", self.path, shard, why)
             finally:
                 for s in self._shards:
                     ray.kill(s, no_restart=True)
@@ -279,10 +286,12 @@ class ShardedCollection:
                 raise
         return answers, missing
 
-    def wait(self, refs: list, what: str) -> list:
+    def wait(self, refs: list, what: str, *, write: bool = False) -> list:
         """The answers of the shard calls ``refs`` ([(shard, ref)], from `send` or `send_all`)
-        in order, or ShardUnavailableError naming the shards that gave none in time."""
-        answers, missing = self._gather(refs, self.timeout)
+        in order, or ShardUnavailableError naming the shards that gave none in time. A ``write``
+        waits without the timeout: a shard cut off mid-write goes on writing, and the error
+        would report as failed a write that then lands."""
+        answers, missing = self._gather(refs, None if write else self.timeout)
         if missing:
             raise ShardUnavailableError(
                 f"{what} on cluster {self.path}: shards {sorted(missing)} unavailable "
@@ -307,8 +316,11 @@ class ShardedCollection:
     def _all_call(self, method: str, *args, **kwargs) -> list:
         return self.wait(self.send_all(method, *args, **kwargs), method)
 
-    def _routed(self, method: str, ids: np.ndarray, *columns, **kwargs) -> list:
-        return self.wait(self.send(method, ids, *columns, **kwargs), method)
+    def _all_write(self, method: str, *args, **kwargs) -> list:
+        return self.wait(self.send_all(method, *args, **kwargs), method, write=True)
+
+    def _routed(self, method: str, ids: np.ndarray, *columns, write: bool = False, **kwargs) -> list:
+        return self.wait(self.send(method, ids, *columns, **kwargs), method, write=write)
 
     def _check_writable(self, what: str) -> None:
         if self.read_only:
@@ -324,30 +336,30 @@ class ShardedCollection:
         ids = check_ids(ids, len(X))
         texts = encode_payloads(payloads, len(X))
         payload_index.columns(texts, ids, self.payload_indexes)  # a value of another kind is refused now
-        self._routed("upsert", ids, X, None if payloads is None else list(payloads))
+        self._routed("upsert", ids, X, None if payloads is None else list(payloads), write=True)
         return len(ids)
 
     def delete(self, ids) -> int:
         """Delete points by id; returns how many existed."""
         self._check_writable("delete")
         ids = np.unique(check_ids(ids, unique=False))
-        return sum(self._routed("delete", ids))
+        return sum(self._routed("delete", ids, write=True))
 
     def persist(self, *, train: bool = True) -> None:
         """Persist every shard (``train`` is accepted for `Collection`'s signature: shards share
         a trained model, so there is nothing to train)."""
         self._check_writable("persist")
-        self._all_call("persist", train=False)
+        self._all_write("persist", train=False)
 
     def compact(self) -> None:
         self._check_writable("compact")
-        self._all_call("compact")
+        self._all_write("compact")
 
     def create_payload_index(self, field: str, kind: str) -> None:
         """Index payload ``field`` as ``kind`` on every shard, then record it in the manifest."""
         self._check_writable("create_payload_index")
         kind = payload_index.check_kind(field, kind)
-        self._all_call("create_payload_index", field, kind)
+        self._all_write("create_payload_index", field, kind)
         self._set_payload_indexes({**self.payload_indexes, field: kind})
 
     def drop_payload_index(self, field: str) -> None:
@@ -355,7 +367,7 @@ class ShardedCollection:
         if field not in self.payload_indexes:
             raise InvalidParameterError(
                 f"Payload field {field!r} is not indexed; indexed: {sorted(self.payload_indexes)}.")
-        self._all_call("drop_payload_index", field)
+        self._all_write("drop_payload_index", field)
         self._set_payload_indexes({f: k for f, k in self.payload_indexes.items() if f != field})
 
     def _set_payload_indexes(self, schema: dict) -> None:
