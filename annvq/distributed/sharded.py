@@ -313,11 +313,8 @@ class ShardedCollection:
     def _all(self, method: str) -> list:
         return self.wait([(i, getattr(s, method).remote()) for i, s in enumerate(self._shards)], method)
 
-    def _all_call(self, method: str, *args, **kwargs) -> list:
-        return self.wait(self.send_all(method, *args, **kwargs), method)
-
-    def _all_write(self, method: str, *args, **kwargs) -> list:
-        return self.wait(self.send_all(method, *args, **kwargs), method, write=True)
+    def _all_call(self, method: str, *args, write: bool = False, **kwargs) -> list:
+        return self.wait(self.send_all(method, *args, **kwargs), method, write=write)
 
     def _routed(self, method: str, ids: np.ndarray, *columns, write: bool = False, **kwargs) -> list:
         return self.wait(self.send(method, ids, *columns, **kwargs), method, write=write)
@@ -349,17 +346,17 @@ class ShardedCollection:
         """Persist every shard (``train`` is accepted for `Collection`'s signature: shards share
         a trained model, so there is nothing to train)."""
         self._check_writable("persist")
-        self._all_write("persist", train=False)
+        self._all_call("persist", train=False, write=True)
 
     def compact(self) -> None:
         self._check_writable("compact")
-        self._all_write("compact")
+        self._all_call("compact", write=True)
 
     def create_payload_index(self, field: str, kind: str) -> None:
         """Index payload ``field`` as ``kind`` on every shard, then record it in the manifest."""
         self._check_writable("create_payload_index")
         kind = payload_index.check_kind(field, kind)
-        self._all_write("create_payload_index", field, kind)
+        self._all_call("create_payload_index", field, kind, write=True)
         self._set_payload_indexes({**self.payload_indexes, field: kind})
 
     def drop_payload_index(self, field: str) -> None:
@@ -367,7 +364,7 @@ class ShardedCollection:
         if field not in self.payload_indexes:
             raise InvalidParameterError(
                 f"Payload field {field!r} is not indexed; indexed: {sorted(self.payload_indexes)}.")
-        self._all_write("drop_payload_index", field)
+        self._all_call("drop_payload_index", field, write=True)
         self._set_payload_indexes({f: k for f, k in self.payload_indexes.items() if f != field})
 
     def _set_payload_indexes(self, schema: dict) -> None:
