@@ -212,8 +212,7 @@ class ShardedCollection:
         if self._shards:
             try:
                 _, missing = self._gather([(i, s.close.remote()) for i, s in enumerate(self._shards)], self.timeout)
-                for shard, why in sorted(missing.items()):
-                    log.warning("cluster %s: shard %d did not close (%s); ending it anyway", self.path, shard, why)
+                self._log_missing("close", missing)  # its actor is ended below all the same
             finally:
                 for s in self._shards:
                     ray.kill(s, no_restart=True)
@@ -456,8 +455,14 @@ class ShardedCollection:
 
     def warmup(self) -> None:
         """Every shard's `Collection.warmup`, waited for without the search timeout: on a cold
-        numba cache the shards compile for minutes, and no query is waiting."""
-        self._gather(self.send_all("warmup"), None)
+        numba cache the shards compile for minutes, and no query is waiting. A dead shard is
+        logged, not raised: the cluster still serves, naming it in each answer's coverage."""
+        _, missing = self._gather(self.send_all("warmup"), None)
+        self._log_missing("warm up", missing)
+
+    def _log_missing(self, what: str, missing: dict[int, str]) -> None:
+        for shard, why in sorted(missing.items()):
+            log.warning("cluster %s: shard %d did not %s (%s)", self.path, shard, what, why)
 
 
 def _shared(arr: np.ndarray | None):
