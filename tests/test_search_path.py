@@ -8,7 +8,7 @@ import golden_search as golden
 from annvq import Collection, Index, InvalidParameterError
 from annvq.ivf import Probe, nearest_lists
 from annvq.kernels.driver import row_bitset
-from annvq.kernels.finite import all_finite
+from annvq.kernels.finite import all_finite, unit_rows
 from annvq.linalg import SMALL_ROWS
 from naive import clustered, exact_knn
 
@@ -161,6 +161,20 @@ def test_the_finiteness_check_finds_every_kind_of_non_finite(data):
         Y = X.copy()
         Y[-1, -1] = bad
         assert not all_finite(Y)
+
+
+def test_unit_rows_are_numpys_to_the_bit():
+    """Cosine's one-call normalisation equals ``X / np.linalg.norm(X, axis=1)`` bit for bit at every
+    length numpy's pairwise summation treats differently (under 8, blocks of 128, halves above),
+    and names the first zero row."""
+    rng = np.random.default_rng(31)
+    for d in [*range(1, 20), 127, 128, 129, 136, 255, 256, 257, 384, 784, 1031]:
+        X = (rng.standard_normal((5, d)) * rng.uniform(1e-3, 1e3, (5, 1))).astype(np.float32)
+        out, zero = unit_rows(X)
+        assert zero == -1
+        np.testing.assert_array_equal(out, X / np.linalg.norm(X, axis=1, keepdims=True))
+    X[3] = 0
+    assert unit_rows(X)[1] == 3
 
 
 def test_a_loaded_model_without_lists_searches_empty(data):

@@ -107,7 +107,7 @@ def _accumulate_shuffle(qtable, packed, b, j0, width, planes, acc):
     each run weighted twice the next (bit planes, MSB first), by register shuffles (AVX2);
     16-bit lanes when the sums cannot overflow them (at most 128 columns' worth, as faiss's
     FastScan)."""
-    if width * (2 ** planes - 1) <= PAIRS_IN_16_BITS:
+    if width * ((1 << planes) - 1) <= PAIRS_IN_16_BITS:
         _shuffle16(qtable, packed, b, j0, width, planes, acc)
     else:
         _shuffle32(qtable, packed, b, j0, width, planes, acc)

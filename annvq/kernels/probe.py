@@ -29,6 +29,9 @@ from .topk import heap_push, heap_sort
 
 #: Dimensions of the first, exhaustive pass; also the step at which the second checks tau.
 LEAD = 64
+#: When more than one centroid in FLAT is left after the first pass, the second computes their
+#: exact sums without checking tau (`_exact_fours`): on a flat spectrum few would be dropped.
+FLAT = 4
 
 
 def probe_operands(C: np.ndarray, l2: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +39,30 @@ def probe_operands(C: np.ndarray, l2: bool) -> tuple[np.ndarray, np.ndarray]:
     and C-contiguous, and each row's starting sum, 0 for L2 and -||c||^2 for inner product."""
     start = np.zeros(len(C), np.float32) if l2 else -np.einsum("ij,ij->i", C, C).astype(np.float32)
     return np.ascontiguousarray(C[:, :LEAD].T), start
+
+
+@numba.njit(**JIT)
+def _exact_fours(X, r, C, base, first, rows, scores, out):
+    """Push the full sums of ``rows`` (a multiple of four) for row r of X into the heap: base[j]
+    plus the squared differences over dimensions from ``first``, four centroids per pass over X,
+    whose loads they share (one pydocs-256-angular query over 256 centroids: 8 us against 18 for
+    the checked sums, one centroid at a time)."""
+    D = X.shape[1]
+    for g in range(0, rows.shape[0], 4):
+        j0, j1, j2, j3 = rows[g], rows[g + 1], rows[g + 2], rows[g + 3]
+        s0, s1, s2, s3 = base[j0], base[j1], base[j2], base[j3]
+        for t in range(D - first):
+            i = np.uint64(first + t)
+            x = X[r, i]
+            d0, d1, d2, d3 = x - C[j0, i], x - C[j1, i], x - C[j2, i], x - C[j3, i]
+            s0 += d0 * d0
+            s1 += d1 * d1
+            s2 += d2 * d2
+            s3 += d3 * d3
+        heap_push(scores, out, s0, j0)
+        heap_push(scores, out, s1, j1)
+        heap_push(scores, out, s2, j2)
+        heap_push(scores, out, s3, j3)
 
 
 @numba.njit(**JIT, inline="always")
@@ -72,9 +99,17 @@ def _nearest(XL, X, r, C, lead, start, n, keep, same, out):
             s += d * d
         heap_push(scores, out, s, j)
         done[j] = True
+    left = np.empty(nc, np.int64)  # the centroids the first pass did not rule out
+    m = 0
     for j in range(nc):
-        if done[j] or part[j] >= scores[0]:
-            continue
+        if not done[j] and part[j] < scores[0]:
+            left[m] = j
+            m += 1
+    if m * FLAT > nc:  # a flat spectrum: checking tau would drop few; exact sums four rows at a time
+        _exact_fours(X, r, C, part if same else start, first, left[:m - m % 4], scores, out)
+        left = left[m - m % 4:m]
+        m = left.shape[0]
+    for j in left[:m]:
         s = part[j] if same else start[j]
         for a in range(first, D, LEAD):
             if s >= scores[0]:
