@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .kernels.config import readonly
-from .kernels.driver import WORST, row_ids
+from .kernels.driver import WORST
 from .plan import SearchPlan
 from .segments import Part
 
@@ -52,7 +52,7 @@ class Hits:
         shape, nprobe = (plan.nq, plan.k), np.full(plan.nq, plan.nprobe)
         if len(found) == 1:  # already the best k, in order; part 0, or -1 (rows >> 63) where none
             scores, rows = found[0]
-            return cls(plan.report(scores, rows), row_ids(rows, readonly(parts[0].segment.ids)), rows >> 63, rows,
+            return cls(*plan.answers(scores, rows, readonly(parts[0].segment.ids)), rows >> 63, rows,
                        parts, nprobe, strategy)
         if not found:
             scores, rows, part = np.full(shape, WORST, np.float32), np.full(shape, -1, np.int64), None

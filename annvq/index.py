@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .errors import InvalidParameterError, InvalidVectorsError, NotTrainedError
 from .ivf import InvertedLists, Probe, coarse_index, nearest_lists, train_centroids
 from .kernels.config import readonly
-from .kernels.driver import ALL_ROWS, row_ids
+from .kernels.driver import ALL_ROWS
 from .kernels.flat import rerank_exact
 from .plan import SearchPlan, make_plan
 from .quantizers import make_codec
@@ -30,6 +30,8 @@ from .threads import at_most
 from .validation import as_ids, as_vectors, check_int, check_metric, metric_vectors
 
 ADD_CHUNK = 65536
+#: the context of a scan that runs on the caller's thread alone (reusable, made once)
+_SERIAL = nullcontext()
 #: candidates re-scored per result when the spec ends in ",Rerank" and no factor is given
 DEFAULT_RERANK = 4
 
@@ -178,12 +180,13 @@ class Index:
         """(raw scores (nq, k) ascending, row positions (nq, k); -1 where none) of the plan over
         ``lists`` (a collection's segment; default this index's own), returning only rows in
         the ``live`` bitset (`kernels.driver`). ``keep`` (a bool per list) names the lists that
-        hold such rows: then the nprobe nearest of those are read (`ivf.Probe`)."""
+        hold such rows: then the nprobe nearest of those are read (`ivf.Probe`). The codecs'
+        searches leave the check that the model is trained to this call."""
         self._check_trained("search")
         lists = self.lists if lists is None else lists  # one snapshot for the whole call
         probe = self.probe(plan.nprobe, keep)
         serial = plan.nq <= self.codec.serial_queries and not plan.rerank
-        with nullcontext() if serial else at_most(plan.nq):
+        with _SERIAL if serial else at_most(plan.nq):
             scores, rows = self.codec.search(plan, self.centroids_, lists, probe,
                                              plan.k * max(plan.rerank, 1), live)
             if plan.rerank:
@@ -221,11 +224,10 @@ class Index:
         candidates exactly from kept vectors (0 turns it off). Codec-specific knobs (SAQ's ``m``)
         go in ``params``, as a dict or "nprobe=16,m=4".
         """
-        self._check_trained("search")
+        self._check_trained("search")  # untrained comes first, before any complaint about the queries
         plan = self.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params)
         lists = self.lists
-        scores, rows = self.scan(plan, lists)
-        return plan.report(scores, rows), row_ids(rows, readonly(lists.ids))
+        return plan.answers(*self.scan(plan, lists), readonly(lists.ids))
 
     # --- persistence -----------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InvalidParameterError
 from .kernels.config import readonly
-from .kernels.driver import reported
+from .kernels.driver import answers, reported
 from .validation import check_int, metric_vectors
 
 
@@ -71,6 +71,11 @@ class SearchPlan(NamedTuple):
         cosine similarity; +inf / -inf where ``rows`` is -1 (no result)."""
         return reported(scores, rows, self.metric == "l2")
 
+    def answers(self, scores: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(reported distances, ids (int64, -1 where none)) of one part's raw scores and rows,
+        ``ids`` its id per row position: in one call (`kernels.driver.answers`)."""
+        return answers(scores, rows, ids, self.metric == "l2")
+
 
 def parse_params(params: str | dict | None) -> dict[str, Any]:
     """Search parameters as a dict; also accepts faiss's "nprobe=16,rerank=4" string form."""
@@ -108,7 +113,7 @@ def make_plan(Q, k, *, dim: int, metric: str, nlist: int, codec, owner: str, npr
     k = check_int(k, "k", owner)
     nprobe = check_int(nprobe, "nprobe", owner, 1, nlist)
     rerank = check_int(rerank, "rerank", owner, 0)
-    unknown = set(opts) - set(codec.search_params)
+    unknown = opts.keys() - codec.search_params.keys() if opts else ()
     if unknown:
         raise InvalidParameterError(
             f"Unknown search parameter(s) {sorted(unknown)} for {codec.spec}; known: "

@@ -137,6 +137,17 @@ def test_add_or_search_before_train(small_data, action):
     assert index.ntotal == 100
 
 
+@pytest.mark.parametrize("spec", [f"IVF{NLIST},SAQ4", f"IVF{NLIST},PQ8x8"])
+def test_a_model_that_planned_a_search_still_trains(small_data, spec):
+    """A plan reads the codec's default search parameters; the codec must stay deep-copyable
+    for `train` (a read-only mapping cached on the instance was not)."""
+    X, Q = small_data
+    index = Index(32, spec, "l2")
+    assert dict(index.plan(Q, 5).params) == {n: p[3] for n, p in index.codec.search_params.items()}
+    index.train(X).add(X)
+    assert index.search(Q, 5)[1].shape == (len(Q), 5)
+
+
 @pytest.mark.parametrize("name", ["SAQ4", "CAQ4", "PQ8x8", "LVQ4"])
 def test_untrained_codec_refuses_to_encode(small_data, name):
     X, _ = small_data

@@ -177,6 +177,25 @@ def test_unit_rows_are_numpys_to_the_bit():
     assert unit_rows(X)[1] == 3
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_answers_are_reported_distances_and_ids_in_one_call(metric):
+    """`SearchPlan.answers`: sqrt / negation of the raw scores and the ids of the row positions,
+    +-inf and -1 where a row is -1, as numpy computes them."""
+    rng = np.random.default_rng(5)
+    scores = rng.random((3, 4), dtype=np.float32) * (1 if metric == "l2" else -1)
+    scores[0, 0] = -1e-7 if metric == "l2" else scores[0, 0]  # rounding below zero reads as 0
+    rows = rng.integers(0, 50, (3, 4))
+    rows[1, 2:] = -1
+    ids = rng.permutation(1000)[:50].astype(np.int64)
+    index = Index(DIM, "Flat", metric)
+    distances, found = index.plan(np.ones((3, DIM), np.float32), 4).answers(scores, rows, ids)
+    missing = rows < 0
+    np.testing.assert_array_equal(found, np.where(missing, -1, ids[rows]))
+    expected = np.sqrt(np.maximum(scores, 0)) if metric == "l2" else -scores
+    np.testing.assert_array_equal(distances, np.where(missing, np.inf if metric == "l2" else -np.inf, expected))
+    assert distances.dtype == np.float32 and found.dtype == np.int64
+
+
 def test_a_loaded_model_without_lists_searches_empty(data):
     """A model restored from its state alone (a collection's model) answers with no results, and
     takes rows encoded later, instead of failing on lists sized for the untrained codec."""

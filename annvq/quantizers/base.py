@@ -10,7 +10,6 @@ product on unit vectors, which SAQ uses (its L2 estimate is the more accurate, d
 
 from __future__ import annotations
 
-import functools
 import re
 import weakref
 from collections.abc import Callable, Mapping
@@ -35,6 +34,14 @@ class Codec:
     #: a search of at most this many queries runs on the calling thread alone, so the Index has no
     #: numba thread team to cap around it (`threads.at_most`, 2-3 us per call)
     serial_queries: ClassVar[int] = 0
+    #: the search parameters at their defaults, what every search without knobs reads: made once
+    #: per class, as a class attribute, since a read-only mapping on the instance cannot be
+    #: deep-copied (``Index.train`` copies its codec)
+    _default_params: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._default_params = MappingProxyType({name: spec[3] for name, spec in cls.search_params.items()})
 
     def __init__(self, dim: int, metric: str, *, seed: int = 0):
         self.dim = dim
@@ -132,7 +139,7 @@ class Codec:
         """
         from ..ivf import InvertedLists, Probe
         from ..kernels.config import readonly
-        from ..kernels.driver import ALL_ROWS, row_ids
+        from ..kernels.driver import ALL_ROWS
         from ..linalg import SMALL_ROWS
         from ..plan import QueryCache, SearchPlan
 
@@ -149,7 +156,7 @@ class Codec:
                 self.probed(plan._replace(cache=QueryCache()), centroids, probe)
                 for _ in range(2):
                     scores, rows = self.search(plan, centroids, lists, probe, 1, live)
-            plan.report(scores, rows), row_ids(rows, readonly(lists.ids))  # what every search ends with
+            plan.answers(scores, rows, readonly(lists.ids))  # what every search ends with
         self._cache = {}  # drop what was derived from the warm-up's lists
 
     def _cached(self, key: str, obj, make):
@@ -162,11 +169,6 @@ class Codec:
         value = make()
         self._cache[(key, id(obj))] = (weakref.ref(obj), value)
         return value
-
-    @functools.cached_property
-    def _default_params(self) -> Mapping[str, Any]:
-        """The search parameters at their defaults, made once (every search without knobs reads them)."""
-        return MappingProxyType({name: spec[3] for name, spec in self.search_params.items()})
 
     def check_params(self, params: dict[str, Any]) -> Mapping[str, Any]:
         """Fill defaults and validate codec-specific search parameters, read-only; unknown names raise."""

@@ -118,7 +118,6 @@ class LVQCodec(Codec):
 
     # --- search ----------------------------------------------------------------------------
     def search(self, plan, centroids, lists, probe, k, live):
-        self._check_trained("search")
         kscan = k * plan.params.get("reorder", 1) if self.B2 else k
         return lvq_scan(plan.queries, readonly(centroids), readonly(self.mean), plan.lists(probe),
                         readonly(lists.offsets), readonly(lists.codes), self.B1, self.B2,

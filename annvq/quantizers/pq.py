@@ -184,7 +184,6 @@ class PQCodec(Codec):
         return self._cached("packed", lists, make)
 
     def search(self, plan, centroids, lists, probe, k, live):
-        self._check_trained("search")
         probes = plan.lists(probe)
         C, books_t, term = self._model(centroids)
         Qr = plan.cache.get("pq.rotated", lambda: readonly(self._rotate(plan.queries)))

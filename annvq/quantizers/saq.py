@@ -335,7 +335,6 @@ class SAQCodec(Codec):
         return np.minimum(m * np.sqrt(sigma), NO_BOUND).astype(np.float32)
 
     def search(self, plan, centroids, lists, probe, k, live):
-        self._check_trained("search")
         CW, lead, start = self._centroid_arrays(centroids)
         packed, prune = self._packed(lists, CW), bool(plan.params["prune"])
         if plan.nq == 1 and "saq" not in plan.cache.entries and self._probes_itself \
@@ -346,7 +345,8 @@ class SAQCodec(Codec):
                                                      *self._probe_args(probe),
                                                      self._rotated_origin, self._unbounded, *packed,
                                                      *self._scan_layout, prune, live, k)
-            plan.cache.entries.update({"saq": (QW, self._unbounded), ("saq lists", probe.key): probes})
+            entries = plan.cache.entries
+            entries["saq"], entries["saq lists", probe.key] = (QW, self._unbounded), probes
         else:
             QW, msig = plan.cache.get("saq", lambda: self._prepare(plan))
             probes = self.probed(plan, centroids, probe)
