@@ -105,8 +105,8 @@ def row_ids(rows, ids):
 
 @numba.njit(cache=True, nogil=True)
 def answers(scores, rows, ids, l2):
-    """(`reported` distances, `row_ids`) in one call, what a search of one part returns: each
-    call from Python costs a single query about 1.5 us before any work."""
+    """(`reported` distances, `row_ids`) in one call, what a search of one part returns: called
+    apart from Python they took a single query about 2.5 us each, mostly the call itself."""
     return reported(scores, rows, l2), row_ids(rows, ids)
 
 

@@ -10,6 +10,7 @@ product on unit vectors, which SAQ uses (its L2 estimate is the more accurate, d
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 from collections.abc import Callable, Mapping
@@ -34,15 +35,6 @@ class Codec:
     #: a search of at most this many queries runs on the calling thread alone, so the Index has no
     #: numba thread team to cap around it (`threads.at_most`, 2-3 us per call)
     serial_queries: ClassVar[int] = 0
-    #: the search parameters at their defaults, what every search without knobs reads: made once
-    #: per class, as a class attribute, since a read-only mapping on the instance cannot be
-    #: deep-copied (``Index.train`` copies its codec)
-    _default_params: ClassVar[Mapping[str, Any]] = MappingProxyType({})
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls._default_params = MappingProxyType({name: spec[3] for name, spec in cls.search_params.items()})
-
     def __init__(self, dim: int, metric: str, *, seed: int = 0):
         self.dim = dim
         self.metric = metric
@@ -169,6 +161,20 @@ class Codec:
         value = make()
         self._cache[(key, id(obj))] = (weakref.ref(obj), value)
         return value
+
+    @functools.cached_property
+    def _default_params(self) -> Mapping[str, Any]:
+        """The search parameters at their defaults, made once per codec (every search without
+        knobs reads them; per codec, since LVQ's depend on its levels)."""
+        return MappingProxyType({name: spec[3] for name, spec in self.search_params.items()})
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy or a pickle carries: the model, without what is derived from it (the
+        read-only defaults cannot be copied; `_cached` entries belong to other objects)."""
+        state = self.__dict__.copy()
+        state.pop("_default_params", None)
+        state["_cache"] = {}
+        return state
 
     def check_params(self, params: dict[str, Any]) -> Mapping[str, Any]:
         """Fill defaults and validate codec-specific search parameters, read-only; unknown names raise."""
