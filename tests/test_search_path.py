@@ -7,7 +7,7 @@ import pytest
 import golden_search as golden
 from annvq import Collection, Index, InvalidParameterError
 from annvq.ivf import Probe, nearest_lists
-from annvq.kernels.driver import row_bitset
+from annvq.kernels.driver import ALL_ROWS, row_bitset
 from annvq.kernels.finite import all_finite, unit_rows
 from annvq.linalg import SMALL_ROWS
 from naive import clustered, exact_knn
@@ -58,6 +58,20 @@ def test_a_row_bitset_equals_removing_the_rows(data, spec, params, metric):
     scores2, rows2 = kept.scan(index.plan(Q, 10, nprobe=3, params=params))
     np.testing.assert_array_equal(index.lists.ids[rows], kept.lists.ids[rows2])
     np.testing.assert_allclose(scores, scores2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("spec, params", EXACT_SCANS)
+def test_a_single_query_scans_as_its_row_of_the_batch(data, spec, params):
+    """One query goes through the serial twins (SAQ, Flat) and no thread cap: the same scores
+    and rows as its row of a batch scan, with and without a row bitset."""
+    X, Q = data
+    index = Index(DIM, spec, "l2").train(X).add(X)
+    for live in (ALL_ROWS, row_bitset(np.random.default_rng(4).random(len(X)) < 0.5)):
+        scores, rows = index.scan(index.plan(Q, 10, nprobe=3, params=params), live=live)
+        for i in range(0, len(Q), 7):
+            one_scores, one_rows = index.scan(index.plan(Q[i:i + 1], 10, nprobe=3, params=params), live=live)
+            np.testing.assert_array_equal(one_rows[0], rows[i])
+            np.testing.assert_allclose(one_scores[0], scores[i], rtol=1e-6)
 
 
 def test_pruned_saq_scan_with_a_bitset(data):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.config import readonly
-from ..kernels.flat import ivf_flat_scan
+from ..kernels.flat import ivf_flat_scan, ivf_flat_scan_one
 from .base import Codec
 
 
 class FlatCodec(Codec):
     """Codes are the float32 vectors' bytes; for L2 the factor is ||x||^2 (saves a dot per scan)."""
 
+    serial_queries = 1  # one query's scan is a few microseconds: no thread team to cap around it
 
     @property
     def spec(self) -> str:
@@ -43,4 +44,5 @@ class FlatCodec(Codec):
             norms = lists.factors[:, 0] if self.metric == "l2" else np.zeros(0, np.float32)
             return readonly(lists.offsets), readonly(vectors), readonly(np.ascontiguousarray(norms))
         offsets, vectors, norms = self._cached("rows", lists, make)
-        return ivf_flat_scan(plan.queries, plan.lists(probe), offsets, vectors, norms, self.alpha, live, k)
+        scan = ivf_flat_scan_one if plan.nq == 1 else ivf_flat_scan
+        return scan(plan.queries, plan.lists(probe), offsets, vectors, norms, self.alpha, live, k)
