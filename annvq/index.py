@@ -192,9 +192,7 @@ class Index:
             if plan.rerank:
                 alpha = np.float32(-2.0 if self.codec_metric == "l2" else -1.0)
                 scores, rows = rerank_exact(plan.queries, rows, readonly(lists.vectors), alpha, plan.k)
-        if scores.shape[1] == plan.k:  # as the scans return them without rerank: no views to make
-            return scores, rows
-        return scores[:, :plan.k], rows[:, :plan.k]
+        return scores, rows  # k columns: what `Codec.search` and `rerank_exact` return
 
     def probe(self, nprobe: int, keep: np.ndarray | None = None) -> Probe:
         """The `Probe` of the nprobe nearest lists, or with ``keep`` of the nprobe nearest kept ones."""

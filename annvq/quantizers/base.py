@@ -35,6 +35,7 @@ class Codec:
     #: a search of at most this many queries runs on the calling thread alone, so the Index has no
     #: numba thread team to cap around it (`threads.at_most`, 2-3 us per call)
     serial_queries: ClassVar[int] = 0
+
     def __init__(self, dim: int, metric: str, *, seed: int = 0):
         self.dim = dim
         self.metric = metric
