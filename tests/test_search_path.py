@@ -62,8 +62,8 @@ def test_a_row_bitset_equals_removing_the_rows(data, spec, params, metric):
 
 @pytest.mark.parametrize("spec, params", EXACT_SCANS)
 def test_a_single_query_scans_as_its_row_of_the_batch(data, spec, params):
-    """One query goes through the serial twins (SAQ, Flat) and no thread cap: the same scores
-    and rows as its row of a batch scan, with and without a row bitset."""
+    """One query goes through the serial twins (SAQ, Flat, PQ FastScan) and no thread cap: the
+    same scores and rows as its row of a batch scan, with and without a row bitset."""
     X, Q = data
     index = Index(DIM, spec, "l2").train(X).add(X)
     for live in (ALL_ROWS, row_bitset(np.random.default_rng(4).random(len(X)) < 0.5)):

@@ -8,10 +8,10 @@ A codec supplies two njit functions and a tuple of its arrays (``data``):
 
 `ivf_topk` is inlined into the codec's own ``parallel=True`` kernel, so numba compiles one
 monomorphic, cacheable kernel per codec (a function passed as a value through a parallel loop
-would not be cacheable). Single queries run the same kernel, except SAQ's and Flat's: a serial
-twin was slower for PQ and LVQ (docs/benchmarks.md, "The search path"), but SAQ's scan of one
-query, and Flat's of a few short lists, cost little enough that the parallel launch shows
-(`scan.saq_scan_one`, `flat.ivf_flat_scan_one`).
+would not be cacheable). Single queries run the same kernel, except SAQ's, Flat's and PQ
+FastScan's: their scans of one query cost little enough that the parallel launch shows
+(`scan.saq_scan_one`, `flat.ivf_flat_scan_one`, `lut.pq4_fastscan_one`). For PQ8 and LVQ a
+serial twin gained nothing (docs/benchmarks.md, "A faster machine").
 
 ``live`` is a row bitset (bit j of byte j >> 3, little-endian, as ``np.packbits(mask,
 bitorder="little")``) of the rows that may be returned; empty = every row. Deleted rows

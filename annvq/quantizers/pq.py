@@ -16,7 +16,7 @@ from ..errors import InvalidSpecError, InvalidVectorsError
 from ..kernels.bits import pack_bits, unpack_bits
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
-from ..kernels.lut import pq4_fastscan, pq_adc_scan
+from ..kernels.lut import pq4_fastscan, pq4_fastscan_one, pq_adc_scan
 from ..linalg import matmul
 from .base import Codec
 
@@ -70,6 +70,11 @@ class PQCodec(Codec):
     @property
     def spec(self) -> str:
         return f"PQ{self.M}x{self.nbits}" + ("fs" if self.fast else "")
+
+    @property
+    def serial_queries(self) -> int:
+        """FastScan scans one query on its thread (`lut.pq4_fastscan_one`), so no thread cap."""
+        return 1 if self.fast else 0
 
     @property
     def fast(self) -> bool:
@@ -190,8 +195,9 @@ class PQCodec(Codec):
         is_l2 = self.metric == "l2"
         if self.fast:
             block_offsets, packed = self._packed(lists)
-            return pq4_fastscan(Qr, C, probes, readonly(lists.offsets), block_offsets, packed,
-                                books_t, term, is_l2, live, k)
+            scan = pq4_fastscan_one if plan.nq == 1 else pq4_fastscan
+            return scan(Qr, C, probes, readonly(lists.offsets), block_offsets, packed, books_t, term, is_l2,
+                        live, k)
         return pq_adc_scan(Qr, C, probes, readonly(lists.offsets), readonly(lists.codes),
                            books_t, term, is_l2, live, k)
 
