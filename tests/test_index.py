@@ -139,8 +139,8 @@ def test_add_or_search_before_train(small_data, action):
 
 @pytest.mark.parametrize("spec", [f"IVF{NLIST},SAQ4", f"IVF{NLIST},PQ8x8", f"IVF{NLIST},LVQ4x8"])
 def test_a_model_that_planned_a_search_still_trains(small_data, spec):
-    """A plan reads the codec's default search parameters (LVQ4x8's reorder is its own); the
-    codec must stay deep-copyable for `train` (a read-only mapping cached on the instance was not)."""
+    """A plan reads the codec's default search parameters (LVQ4x8's reorder is its own) and
+    caches them on the codec as a read-only mapping; the codec must still deep-copy for `train`."""
     X, Q = small_data
     index = Index(32, spec, "l2")
     assert dict(index.plan(Q, 5).params) == {n: p[3] for n, p in index.codec.search_params.items()}
