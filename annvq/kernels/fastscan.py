@@ -156,12 +156,13 @@ _shuffle16 = _shuffle_accumulator(16)
 _shuffle32 = _shuffle_accumulator(32)
 
 
-@numba.njit(**JIT)
+@numba.njit(**JIT, inline="always")
 def _accumulate_shuffle(qtable, packed, b, j0, width, planes, acc):
     """Integer sums of block b's 32 vectors over ``planes`` runs of ``width`` columns from j0,
     each run weighted twice the next (bit planes, MSB first), by register shuffles (AVX2);
     16-bit lanes when the sums cannot overflow them (at most 128 columns' worth, as faiss's
-    FastScan)."""
+    FastScan). Inlined: as a call it took its arrays on the stack twice a block (SAQ on
+    pydocs-256-angular: the lookups of a query's blocks 6.9 us against 8.5)."""
     if width * ((1 << planes) - 1) <= PAIRS_IN_16_BITS:
         _shuffle16(qtable, packed, b, j0, width, planes, acc)
     else:

@@ -87,7 +87,7 @@ def segment_sigmas(QW, seg_dim, seg_len, maps, map_offsets, means, m):
     return out
 
 
-@numba.njit(**JIT)
+@numba.njit(**JIT, inline="always")
 def _accurate(d, slack, tau, code, exact, fast, y, ysum, seg_dim, seg_len, seg_bits, seg_byte, coef):
     """Stage 2: swap each segment's stage-1 term ``fast[s]`` for its CAQ estimate, the centroid
     term's difference Kd_s (`fast_terms`) and coef rescale_s <g_s, y_s> with
@@ -232,115 +232,126 @@ def _saq_begin(data, qi, k):
     upper = np.full(k, WORST, np.float32), np.full(k, -1, np.int64)  # the k smallest upper bounds
     return y, qtable, seg, np.zeros(S + 1, np.float32), np.empty(D, np.float32), np.empty(BLOCK, np.float32), \
         np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32), np.zeros(BLOCK, np.bool_), \
-        np.empty(BLOCK, np.int32), np.zeros((S, BLOCK), np.float32), bounded, cand, np.zeros(1, np.int64), upper
+        np.empty((S, BLOCK), np.int32), bounded, cand, np.zeros(1, np.int64), upper
 
 
 @numba.njit(**JIT)
-def _saq_list(data, scratch, qi, p, lst, scores, labels, live):
-    """Stages 0-1 over the blocks of one list (see the module docstring): the rows left become
-    stage-2 candidates (`_saq_stage2`); without pruning, every row is scored here."""
+def _saq_lists(data, scratch, qi, scores, labels, live):
+    """Stages 0-1 over the blocks of the query's lists (see the module docstring): the rows left
+    become stage-2 candidates (`_saq_stage2`); without pruning, every row is scored here. One call
+    for all the lists: a call takes a reference to every array of ``data`` and ``scratch`` on entry
+    and drops it on exit (about 80 atomic counts), which cost 0.3-0.4 us a list as a call per
+    list (pydocs-256-angular)."""
     QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len, \
         seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
-    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, fast, bounded, cand, ncand, upper = scratch
+    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, bounded, cand, ncand, upper = scratch
     ysum, scale, offset, vbias = seg[0], seg[2], seg[3], seg[4]
     D = QW.shape[1]
     S = seg_dim.shape[0]
     zero = np.float32(0.0)
-    if p + 1 < probes.shape[1] and probes[qi, p + 1] >= 0:
-        _prefetch_list(probes[qi, p + 1], block_offsets, packed, lanes, bounds, bounded, CW)
-    # Per list: ||x_s||^2 of the query residual per segment and tail (L2), or -<q, c> (IP).
-    if l2:
-        for i in range(D):
-            sq[i] = (QW[qi, i] - CW[lst, i]) * (QW[qi, i] - CW[lst, i])
-        for s in range(S + 1):  # the segments, then the tail
-            a = seg_dim[s] if s < S else tail_dim
-            part = sq[a:a + seg_len[s] if s < S else D]  # zero-based: see fastscan.subset_sum_tables
-            t = zero
-            for i in range(part.shape[0]):
-                t += part[i]
-            xx[s] = t
-        base = zero
-        for s in range(S + 1):
-            base += xx[s]
-        for s in range(S):
-            seg[1, s] = xx[s]
-            vbias[s] = xx[s] - 2 * msig[qi, s]
-    else:
-        base = -dot(QW[qi], CW[lst])
-    coef = np.float32(2.0) if l2 else np.float32(1.0)
-    first = offsets[lst]
-    end = offsets[lst + 1]
-    bounds_c, fast_c, rows_c = cand
-    if not prune:  # stage 2 alone: no stage-1 terms (0), and no distance passes WORST
-        unread = np.zeros(S, np.float32)
-        for j in range(first, end):
-            if allowed(live, j):
-                b = block_offsets[lst] + (j - first) // BLOCK
-                v = (j - first) % BLOCK
-                d = _accurate(base + lanes[b, 2 * S, v], zero, WORST, codes[j], exact[j], unread, y, ysum,
-                              seg_dim, seg_len, seg_bits, seg_byte, coef)
-                heap_push(scores, labels, d, j)
-        return
-    for b in range(block_offsets[lst], block_offsets[lst + 1]):
-        start = first + (b - block_offsets[lst]) * BLOCK
-        nv = min(BLOCK, end - start)
-        tau = upper[0][0]
-        for v in range(BLOCK):
-            alive[v] = v < nv
-        if live.shape[0]:  # rows outside the bitset (deleted, filtered out) go no further
-            live_lanes = 0
-            for v in range(nv):
-                alive[v] = allowed(live, start + v)
-                live_lanes += alive[v]
-            if live_lanes == 0:
-                continue
-        # Stage 0: the variance bounds, when there are any (m < inf); every loop over the 32 lanes
-        # is branch-free so that it vectorizes.
-        if bounded:
-            for v in range(BLOCK):
-                bound[v] = xx[S] + bounds[b, S, v] * bounds[b, S, v] if l2 else base
-            for s in range(S):
-                for v in range(BLOCK):
-                    bound[v] += max(zero, bounds[b, s, v] * bounds[b, s, v] + vbias[s]) if l2 else vbias[s]
-            live_lanes = 0
-            for v in range(BLOCK):
-                alive[v] = alive[v] & (bound[v] <= tau)
-                live_lanes += alive[v]
-            if live_lanes == 0:
-                continue
-        # Stage 1: every segment's P-plane estimate with the centroid term K1, less FAST_SIGMAS
-        # standard deviations of its difference from stage 2's estimate.
-        for v in range(BLOCK):
-            dcur[v] = base + lanes[b, 2 * S, v]
-            slack[v] = zero
-        for s in range(S):
-            acc[:] = 0
-            accumulate_block(qtable, packed, b, fast_col[s], seg_len[s] // 8, fast_planes[s], acc)
-            for v in range(BLOCK):
-                fast[s, v] = -coef * lanes[b, s, v] * (scale[s] * np.float32(acc[v]) + offset[s])
-                dcur[v] += fast[s, v]
-                slack[v] += lanes[b, S + s, v] * seg[1, s]
-        passed = 0  # most blocks pass none: one vectorised count spares them the scalar loop below
-        for v in range(BLOCK):
-            slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
-            passed += alive[v] & (dcur[v] - slack[v] <= tau)
-        if passed == 0:
+    for p in range(probes.shape[1]):
+        lst = probes[qi, p]
+        if lst < 0:
             continue
-        # A row becomes a candidate when its lower bound is below the k-th smallest upper bound so
-        # far (estimate plus the same slack): a bound on tau before any stage-2 estimate exists.
-        # Twice the slack for the upper bound kept the same recall and stage-2 estimates on
-        # fashion-mnist and pydocs-256-angular, with 1.6-2.9x the candidates to sort.
-        for v in range(nv):
-            if alive[v] & (dcur[v] - slack[v] <= upper[0][0]):
-                m = ncand[0]
-                bounds_c[m, 0] = dcur[v] - slack[v]
-                bounds_c[m, 1] = dcur[v]
-                bounds_c[m, 2] = slack[v]
+        if p + 1 < probes.shape[1] and probes[qi, p + 1] >= 0:
+            _prefetch_list(probes[qi, p + 1], block_offsets, packed, lanes, bounds, bounded, CW)
+        # Per list: ||x_s||^2 of the query residual per segment and tail (L2), or -<q, c> (IP).
+        if l2:
+            for i in range(D):
+                sq[i] = (QW[qi, i] - CW[lst, i]) * (QW[qi, i] - CW[lst, i])
+            for s in range(S + 1):  # the segments, then the tail
+                a = seg_dim[s] if s < S else tail_dim
+                part = sq[a:a + seg_len[s] if s < S else D]  # zero-based: see fastscan.subset_sum_tables
+                t = zero
+                for i in range(part.shape[0]):
+                    t += part[i]
+                xx[s] = t
+            base = zero
+            for s in range(S + 1):
+                base += xx[s]
+            for s in range(S):
+                seg[1, s] = xx[s]
+                vbias[s] = xx[s] - 2 * msig[qi, s]
+        else:
+            base = -dot(QW[qi], CW[lst])
+        coef = np.float32(2.0) if l2 else np.float32(1.0)
+        first = offsets[lst]
+        end = offsets[lst + 1]
+        bounds_c, fast_c, rows_c = cand
+        if not prune:  # stage 2 alone: no stage-1 terms (0), and no distance passes WORST
+            unread = np.zeros(S, np.float32)
+            for j in range(first, end):
+                if allowed(live, j):
+                    b = block_offsets[lst] + (j - first) // BLOCK
+                    v = (j - first) % BLOCK
+                    d = _accurate(base + lanes[b, 2 * S, v], zero, WORST, codes[j], exact[j], unread, y, ysum,
+                                  seg_dim, seg_len, seg_bits, seg_byte, coef)
+                    heap_push(scores, labels, d, j)
+            continue
+        for b in range(block_offsets[lst], block_offsets[lst + 1]):
+            start = first + (b - block_offsets[lst]) * BLOCK
+            nv = min(BLOCK, end - start)
+            tau = upper[0][0]
+            for v in range(BLOCK):
+                alive[v] = v < nv
+            if live.shape[0]:  # rows outside the bitset (deleted, filtered out) go no further
+                live_lanes = 0
+                for v in range(nv):
+                    alive[v] = allowed(live, start + v)
+                    live_lanes += alive[v]
+                if live_lanes == 0:
+                    continue
+            # Stage 0: the variance bounds, when there are any (m < inf); every loop over the 32 lanes
+            # is branch-free so that it vectorizes.
+            if bounded:
+                for v in range(BLOCK):
+                    bound[v] = xx[S] + bounds[b, S, v] * bounds[b, S, v] if l2 else base
                 for s in range(S):
-                    fast_c[m, s] = fast[s, v]
-                rows_c[m] = start + v
-                ncand[0] = m + 1
-                heap_push(upper[0], upper[1], dcur[v] + slack[v], start + v)
+                    for v in range(BLOCK):
+                        bound[v] += max(zero, bounds[b, s, v] * bounds[b, s, v] + vbias[s]) if l2 else vbias[s]
+                live_lanes = 0
+                for v in range(BLOCK):
+                    alive[v] = alive[v] & (bound[v] <= tau)
+                    live_lanes += alive[v]
+                if live_lanes == 0:
+                    continue
+            # Stage 1: every segment's P-plane estimate with the centroid term K1, less FAST_SIGMAS
+            # standard deviations of its difference from stage 2's estimate. Each segment's FastScan
+            # sums are kept apart (acc[s]): a candidate's per-segment terms come from them, and the
+            # passes over the 32 lanes below read and write only 1-d rows, which LLVM vectorises.
+            lane_k1 = lanes[b, 2 * S]
+            for v in range(BLOCK):
+                dcur[v] = base + lane_k1[v]
+                slack[v] = zero
+            for s in range(S):
+                acc_s, rescale, spread = acc[s], lanes[b, s], lanes[b, S + s]
+                acc_s[:] = 0
+                accumulate_block(qtable, packed, b, fast_col[s], seg_len[s] // 8, fast_planes[s], acc_s)
+                a, c, xs = -coef * scale[s], -coef * offset[s], seg[1, s]
+                for v in range(BLOCK):
+                    dcur[v] += rescale[v] * (a * np.float32(acc_s[v]) + c)
+                    slack[v] += spread[v] * xs
+            passed = 0  # most blocks pass none: one vectorised count spares them the scalar loop below
+            for v in range(BLOCK):
+                slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
+                passed += alive[v] & (dcur[v] - slack[v] <= tau)
+            if passed == 0:
+                continue
+            # A row becomes a candidate when its lower bound is below the k-th smallest upper bound so
+            # far (estimate plus the same slack): a bound on tau before any stage-2 estimate exists.
+            # Twice the slack for the upper bound kept the same recall and stage-2 estimates on
+            # fashion-mnist and pydocs-256-angular, with 1.6-2.9x the candidates to sort.
+            for v in range(nv):
+                if alive[v] & (dcur[v] - slack[v] <= upper[0][0]):
+                    m = ncand[0]
+                    bounds_c[m, 0] = dcur[v] - slack[v]
+                    bounds_c[m, 1] = dcur[v]
+                    bounds_c[m, 2] = slack[v]
+                    for s in range(S):
+                        fast_c[m, s] = lanes[b, s, v] * (-coef * scale[s] * np.float32(acc[s, v]) - coef * offset[s])
+                    rows_c[m] = start + v
+                    ncand[0] = m + 1
+                    heap_push(upper[0], upper[1], dcur[v] + slack[v], start + v)
 
 
 @numba.njit(**JIT)
@@ -391,7 +402,7 @@ def _saq_stage2(data, scratch, scores, labels):
     sorted first; the rest only if tau is still above it, and then only those below tau. Sorting
     them all cost more than it saved where stage 1 is coarse (CAQ4 on pydocs-256-angular: about
     600 candidates a query, 140 scored)."""
-    y, seg, cand, ncand, upper = scratch[0], scratch[2], scratch[12], scratch[13], scratch[14]
+    y, seg, cand, ncand, upper = scratch[0], scratch[2], scratch[11], scratch[12], scratch[13]
     m = ncand[0]
     if m == 0:
         return
@@ -408,11 +419,8 @@ def _saq_stage2(data, scratch, scores, labels):
 def _saq_query(data, qi, live, scores, labels):
     """Top-k (scores, labels) of query qi over its probed lists, sorted (stages 0-1 list by list,
     then stage 2)."""
-    probes = data[4]
     scratch = _saq_begin(data, qi, scores.shape[0])
-    for p in range(probes.shape[1]):
-        if probes[qi, p] >= 0:
-            _saq_list(data, scratch, qi, p, probes[qi, p], scores, labels, live)
+    _saq_lists(data, scratch, qi, scores, labels, live)
     _saq_stage2(data, scratch, scores, labels)
     heap_sort(scores, labels)
 
