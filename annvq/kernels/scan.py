@@ -249,6 +249,8 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
     D = QW.shape[1]
     S = seg_dim.shape[0]
     zero = np.float32(0.0)
+    coef = np.float32(2.0) if l2 else np.float32(1.0)
+    bounds_c, fast_c, rows_c = cand
     for p in range(probes.shape[1]):
         lst = probes[qi, p]
         if lst < 0:
@@ -274,10 +276,8 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
                 vbias[s] = xx[s] - 2 * msig[qi, s]
         else:
             base = -dot(QW[qi], CW[lst])
-        coef = np.float32(2.0) if l2 else np.float32(1.0)
         first = offsets[lst]
         end = offsets[lst + 1]
-        bounds_c, fast_c, rows_c = cand
         if not prune:  # stage 2 alone: no stage-1 terms (0), and no distance passes WORST
             unread = np.zeros(S, np.float32)
             for j in range(first, end):
