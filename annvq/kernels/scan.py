@@ -205,19 +205,21 @@ def _saq_begin(data, qi, k):
     for i in range(D):
         y[i] = QW[qi, i] - origin[i] if l2 else QW[qi, i]
     by_dim = np.empty((max(tail_dim // 4, 1), 16), np.uint8)
+    coef = np.float32(2.0) if l2 else np.float32(1.0)
     seg = np.empty((5, S), np.float32)  # rows: sum y_s, ||x_s||^2, scale, offset, stage-0 bias
     sums = np.empty(2, np.float32)
     for s in range(S):
         bias, step = subset_sum_tables(y, seg_dim[s], seg_len[s], by_dim, sums)
         # <h, y> = delta_P <t, y> + (delta_P / 2 - 1) sum(y) for the P-plane prefix t, and each plane's
         # <b, y> = bias + step * acc (fastscan.subset_sum_tables), so <h, y> = scale * acc + offset
-        # with acc summing plane p's lookups times 2^(P-1-p)
+        # with acc summing plane p's lookups times 2^(P-1-p); stage 1's term is -coef rescale_P <h, y>
+        # (coef 2 for L2, 1 for inner product), so rows 2-3 hold -coef scale and -coef offset
         P = fast_planes[s]
         delta_p = grid_step(P)
         seg[0, s] = sums[0]
         seg[1, s] = sums[1]  # inner product: x = y = q; L2 lists overwrite it
-        seg[2, s] = delta_p * step
-        seg[3, s] = delta_p * ((1 << P) - 1) * bias + (delta_p / 2 - 1) * sums[0]
+        seg[2, s] = -coef * delta_p * step
+        seg[3, s] = -coef * (delta_p * ((1 << P) - 1) * bias + (delta_p / 2 - 1) * sums[0])
         seg[4, s] = -msig[qi, s]
     qtable = np.empty((2 * fast_dim.shape[0], 16), np.uint8)
     for j in range(fast_dim.shape[0]):  # column j holds dimensions 8 fast_dim[j] .. + 7 of some plane
@@ -317,8 +319,7 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
                     continue
             # Stage 1: every segment's P-plane estimate with the centroid term K1, less FAST_SIGMAS
             # standard deviations of its difference from stage 2's estimate. Each segment's FastScan
-            # sums are kept apart (acc[s]): a candidate's per-segment terms come from them, and the
-            # passes over the 32 lanes below read and write only 1-d rows, which LLVM vectorises.
+            # sums are kept apart (acc[s]): a candidate's per-segment terms come from them.
             lane_k1 = lanes[b, 2 * S]
             for v in range(BLOCK):
                 dcur[v] = base + lane_k1[v]
@@ -327,7 +328,7 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
                 acc_s, rescale, spread = acc[s], lanes[b, s], lanes[b, S + s]
                 acc_s[:] = 0
                 accumulate_block(qtable, packed, b, fast_col[s], seg_len[s] // 8, fast_planes[s], acc_s)
-                a, c, xs = -coef * scale[s], -coef * offset[s], seg[1, s]
+                a, c, xs = scale[s], offset[s], seg[1, s]
                 for v in range(BLOCK):
                     dcur[v] += rescale[v] * (a * np.float32(acc_s[v]) + c)
                     slack[v] += spread[v] * xs
@@ -348,7 +349,7 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
                     bounds_c[m, 1] = dcur[v]
                     bounds_c[m, 2] = slack[v]
                     for s in range(S):
-                        fast_c[m, s] = lanes[b, s, v] * (-coef * scale[s] * np.float32(acc[s, v]) - coef * offset[s])
+                        fast_c[m, s] = lanes[b, s, v] * (scale[s] * np.float32(acc[s, v]) + offset[s])
                     rows_c[m] = start + v
                     ncand[0] = m + 1
                     heap_push(upper[0], upper[1], dcur[v] + slack[v], start + v)
