@@ -26,12 +26,14 @@ what it measured.
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .bits import code_dot, prefetch_row
 from .config import JIT, PARALLEL_JIT
 from .driver import WORST, allowed, new_heaps
 from .fastscan import BLOCK, accumulate_block, subset_sum_tables
 from .flat import dot, small_matmul
+from .lanes import stage1_lanes
 from .probe import nearest_centroids
 from .topk import heap_push, heap_sort
 
@@ -233,8 +235,8 @@ def _saq_begin(data, qi, k):
     cand = np.empty((rows, 3), np.float32), np.empty((rows, S), np.float32), np.empty(rows, np.int64)
     upper = np.full(k, WORST, np.float32), np.full(k, -1, np.int64)  # the k smallest upper bounds
     return y, qtable, seg, np.zeros(S + 1, np.float32), np.empty(D, np.float32), np.empty(BLOCK, np.float32), \
-        np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32), np.zeros(BLOCK, np.bool_), \
-        np.empty((S, BLOCK), np.int32), bounded, cand, np.zeros(1, np.int64), upper
+        np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32), np.empty((S, BLOCK), np.int32), bounded, cand, \
+        np.zeros(1, np.int64), upper
 
 
 @numba.njit(**JIT)
@@ -246,12 +248,13 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
     list (pydocs-256-angular)."""
     QW, CW, origin, msig, probes, offsets, block_offsets, packed, lanes, bounds, exact, codes, seg_dim, seg_len, \
         seg_bits, seg_byte, fast_col, fast_planes, fast_dim, tail_dim, l2, prune = data
-    y, qtable, seg, xx, sq, bound, dcur, slack, alive, acc, bounded, cand, ncand, upper = scratch
+    y, qtable, seg, xx, sq, bound, dcur, slack, acc, bounded, cand, ncand, upper = scratch
     ysum, scale, offset, vbias = seg[0], seg[2], seg[3], seg[4]
     D = QW.shape[1]
     S = seg_dim.shape[0]
     zero = np.float32(0.0)
     coef = np.float32(2.0) if l2 else np.float32(1.0)
+    sigmas = coef * FAST_SIGMAS
     bounds_c, fast_c, rows_c = cand
     for p in range(probes.shape[1]):
         lst = probes[qi, p]
@@ -294,56 +297,43 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
             start = first + (b - block_offsets[lst]) * BLOCK
             nv = min(BLOCK, end - start)
             tau = upper[0][0]
-            for v in range(BLOCK):
-                alive[v] = v < nv
+            alive = (np.int64(1) << nv) - 1  # the block's lanes still in play, as bits
             if live.shape[0]:  # rows outside the bitset (deleted, filtered out) go no further
-                live_lanes = 0
                 for v in range(nv):
-                    alive[v] = allowed(live, start + v)
-                    live_lanes += alive[v]
-                if live_lanes == 0:
+                    if not allowed(live, start + v):
+                        alive ^= np.int64(1) << v
+                if alive == 0:
                     continue
-            # Stage 0: the variance bounds, when there are any (m < inf); every loop over the 32 lanes
-            # is branch-free so that it vectorizes.
+            # Stage 0: the variance bounds, when there are any (m < inf); the loops over the 32 lanes
+            # are branch-free so that they vectorize.
             if bounded:
                 for v in range(BLOCK):
                     bound[v] = xx[S] + bounds[b, S, v] * bounds[b, S, v] if l2 else base
                 for s in range(S):
                     for v in range(BLOCK):
                         bound[v] += max(zero, bounds[b, s, v] * bounds[b, s, v] + vbias[s]) if l2 else vbias[s]
-                live_lanes = 0
-                for v in range(BLOCK):
-                    alive[v] = alive[v] & (bound[v] <= tau)
-                    live_lanes += alive[v]
-                if live_lanes == 0:
+                for v in range(nv):
+                    if bound[v] > tau:
+                        alive &= ~(np.int64(1) << v)
+                if alive == 0:
                     continue
             # Stage 1: every segment's P-plane estimate with the centroid term K1, less FAST_SIGMAS
-            # standard deviations of its difference from stage 2's estimate. Each segment's FastScan
-            # sums are kept apart (acc[s]): a candidate's per-segment terms come from them.
-            lane_k1 = lanes[b, 2 * S]
-            for v in range(BLOCK):
-                dcur[v] = base + lane_k1[v]
-                slack[v] = zero
+            # standard deviations of its difference from stage 2's estimate (`lanes.stage1_lanes`).
+            # Each segment's FastScan sums are kept apart (acc[s]): a candidate's terms come from them.
             for s in range(S):
-                acc_s, rescale, spread = acc[s], lanes[b, s], lanes[b, S + s]
-                acc_s[:] = 0
-                accumulate_block(qtable, packed, b, fast_col[s], seg_len[s] // 8, fast_planes[s], acc_s)
-                a, c, xs = scale[s], offset[s], seg[1, s]
+                acc_s = acc[s]
                 for v in range(BLOCK):
-                    dcur[v] += rescale[v] * (a * np.float32(acc_s[v]) + c)
-                    slack[v] += spread[v] * xs
-            passed = 0  # most blocks pass none: one vectorised count spares them the scalar loop below
-            for v in range(BLOCK):
-                slack[v] = coef * FAST_SIGMAS * np.sqrt(slack[v])
-                passed += alive[v] & (dcur[v] - slack[v] <= tau)
-            if passed == 0:
-                continue
+                    acc_s[v] = 0
+                accumulate_block(qtable, packed, b, fast_col[s], seg_len[s] // 8, fast_planes[s], acc_s)
+            passed = stage1_lanes(lanes, b, acc, seg, base, tau, sigmas, alive, dcur, slack)
             # A row becomes a candidate when its lower bound is below the k-th smallest upper bound so
             # far (estimate plus the same slack): a bound on tau before any stage-2 estimate exists.
             # Twice the slack for the upper bound kept the same recall and stage-2 estimates on
             # fashion-mnist and pydocs-256-angular, with 1.6-2.9x the candidates to sort.
-            for v in range(nv):
-                if alive[v] & (dcur[v] - slack[v] <= upper[0][0]):
+            while passed:
+                v = trailing_zeros(passed)
+                passed &= passed - 1
+                if dcur[v] - slack[v] <= upper[0][0]:
                     m = ncand[0]
                     bounds_c[m, 0] = dcur[v] - slack[v]
                     bounds_c[m, 1] = dcur[v]
@@ -403,7 +393,7 @@ def _saq_stage2(data, scratch, scores, labels):
     sorted first; the rest only if tau is still above it, and then only those below tau. Sorting
     them all cost more than it saved where stage 1 is coarse (CAQ4 on pydocs-256-angular: about
     600 candidates a query, 140 scored)."""
-    y, seg, cand, ncand, upper = scratch[0], scratch[2], scratch[11], scratch[12], scratch[13]
+    y, seg, cand, ncand, upper = scratch[0], scratch[2], scratch[10], scratch[11], scratch[12]
     m = ncand[0]
     if m == 0:
         return
