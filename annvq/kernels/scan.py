@@ -35,7 +35,7 @@ from .fastscan import BLOCK, accumulate_block, subset_sum_tables
 from .flat import dot, small_matmul
 from .lanes import stage1_lanes
 from .probe import nearest_centroids
-from .topk import heap_push, heap_sort
+from .topk import heap_push, heap_sort, min_heap_pop, min_heapify
 
 #: Stage 1 keeps a candidate unless its estimate, less this many standard deviations of its
 #: difference from stage 2's, already exceeds the k-th best. Stage 2 scores candidates by this
@@ -48,8 +48,6 @@ FAST_SIGMAS = np.float32(2.5)
 #: 1-bit estimate alone is coarse; on fashion-mnist that sent 40% fewer rows to stage 2, for 10%
 #: more stage-1 work. Two planes everywhere doubled the bytes stage 1 reads, for no net gain.
 FAST_BITS = 192
-#: Stage 2 requests the code rows of this many candidates ahead of the one it scores.
-AHEAD = 4
 #: Stands for "no bound" in the stage-0 term m * sigma (kernels compile with fastmath: no inf).
 NO_BOUND = np.float32(1e30)
 
@@ -346,64 +344,42 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
 
 
 @numba.njit(**JIT)
-def _in_order(lower, lo, hi):
-    """The candidates whose lower bound is in (lo, hi], by increasing bound."""
-    picked = np.empty(lower.shape[0], np.int64)
-    n = 0
-    for c in range(lower.shape[0]):
-        if lo < lower[c] <= hi:
-            picked[n] = c
-            n += 1
-    return picked[:n][np.argsort(lower[picked[:n]])]
-
-
-@numba.njit(**JIT)
-def _score_in_order(data, y, ysum, cand, order, scores, labels):
-    """Stage 2 over candidates in ``order`` until one's lower bound passes tau; each code row is
-    requested AHEAD candidates before it is scored."""
-    exact, codes, seg_dim, seg_len, seg_bits, seg_byte, l2 = data[10], data[11], data[12], data[13], data[14], \
-        data[15], data[20]
-    bounds_c, fast_c, rows_c = cand
-    coef = np.float32(2.0) if l2 else np.float32(1.0)
-    m = order.shape[0]
-    for i in range(min(AHEAD, m)):
-        prefetch_row(codes, rows_c[order[i]])
-        prefetch_row(exact, rows_c[order[i]])
-    for i in range(m):
-        c = order[i]
-        if bounds_c[c, 0] > scores[0]:
-            break
-        if i + AHEAD < m:
-            prefetch_row(codes, rows_c[order[i + AHEAD]])
-            prefetch_row(exact, rows_c[order[i + AHEAD]])
-        j = rows_c[c]
-        d = _accurate(bounds_c[c, 1], bounds_c[c, 2], scores[0], codes[j], exact[j], fast_c[c], y, ysum, seg_dim,
-                      seg_len, seg_bits, seg_byte, coef)
-        heap_push(scores, labels, d, j)
-
-
-@numba.njit(**JIT)
 def _saq_stage2(data, scratch, scores, labels):
     """Stage 2 over a query's candidates from every list, by increasing stage-1 lower bound: tau
     tightens from the most promising rows of all lists at once (block by block, the first block
     of the first list filled the heap with whatever it held: twice as many estimates on
     fashion-mnist), and the first bound over tau ends the query.
 
-    Only the candidates below the k-th smallest stage-1 estimate, near where tau will end, are
-    sorted first; the rest only if tau is still above it, and then only those below tau. Sorting
-    them all cost more than it saved where stage 1 is coarse (CAQ4 on pydocs-256-angular: about
-    600 candidates a query, 140 scored)."""
-    y, seg, cand, ncand, upper = scratch[0], scratch[2], scratch[10], scratch[11], scratch[12]
-    m = ncand[0]
-    if m == 0:
-        return
-    cand = cand[0][:m], cand[1][:m], cand[2][:m]
-    lower = np.ascontiguousarray(cand[0][:, 0])
-    k = min(scores.shape[0], m)
-    first = min(np.partition(np.ascontiguousarray(cand[0][:, 1]), k - 1)[k - 1], upper[0][0])
-    _score_in_order(data, y, seg[0], cand, _in_order(lower, -WORST, first), scores, labels)
-    if scores[0] > first:
-        _score_in_order(data, y, seg[0], cand, _in_order(lower, first, min(scores[0], upper[0][0])), scores, labels)
+    The candidates are popped from a min-heap of their bounds, so only the few scored before
+    tau ends the query are put in order: sorting them first (those below the k-th smallest
+    stage-1 estimate, then the rest below tau) made the whole scan 1.07-1.12x slower
+    (pydocs-256-angular, 206 candidates a query at nprobe 16; fashion-mnist). The code rows at the
+    heap's top three slots, which hold the next candidate and the one after it, are requested
+    before a candidate is scored: without them the scan took 1.2x as long."""
+    exact, codes, seg_dim, seg_len, seg_bits, seg_byte, l2 = data[10], data[11], data[12], data[13], data[14], \
+        data[15], data[20]
+    y, ysum, cand, ncand, upper = scratch[0], scratch[2][0], scratch[10], scratch[11], scratch[12]
+    bounds_c, fast_c, rows_c = cand
+    coef = np.float32(2.0) if l2 else np.float32(1.0)
+    keys, items = np.empty(ncand[0], np.float32), np.empty(ncand[0], np.int64)
+    n = 0
+    for c in range(ncand[0]):  # rows whose bound passed the k-th upper bound as it tightened
+        if bounds_c[c, 0] <= upper[0][0]:
+            keys[n], items[n] = bounds_c[c, 0], c
+            n += 1
+    min_heapify(keys, items, n)
+    while n:
+        lower, c = min_heap_pop(keys, items, n)
+        n -= 1
+        if lower > scores[0]:
+            break
+        for t in range(min(n, 3)):
+            prefetch_row(codes, rows_c[items[t]])
+            prefetch_row(exact, rows_c[items[t]])
+        j = rows_c[c]
+        d = _accurate(bounds_c[c, 1], bounds_c[c, 2], scores[0], codes[j], exact[j], fast_c[c], y, ysum, seg_dim,
+                      seg_len, seg_bits, seg_byte, coef)
+        heap_push(scores, labels, d, j)
 
 
 @numba.njit(**JIT)
