@@ -1,20 +1,20 @@
-"""The heaps of `kernels.topk`: the bounded max-heap's top k and the min-heap's pops in order."""
+"""The heaps of `kernels.topk`: a bounded heap's top k, and a heap's pops in order."""
 
 import numba
 import numpy as np
 import pytest
 
-from annvq.kernels.topk import heap_push, heap_sort, min_heap_pop, min_heapify
+from annvq.kernels.topk import heap_pop, heap_push, heap_sort, heapify
 
 
 @numba.njit
 def _pop_all(keys, items):
     keys, items = keys.copy(), items.copy()
     n = keys.shape[0]
-    min_heapify(keys, items, n)
+    heapify(keys, items, n)
     out_k, out_i = np.empty(n, keys.dtype), np.empty(n, items.dtype)
     for t in range(n):
-        out_k[t], out_i[t] = min_heap_pop(keys, items, n - t)
+        out_k[t], out_i[t] = heap_pop(keys, items, n - t)
     return out_k, out_i
 
 
@@ -28,12 +28,12 @@ def _top(scores, k):
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 7, 64, 513])
-def test_min_heap_pops_every_pair_by_increasing_key(n):
+def test_heap_pops_every_pair_by_decreasing_score(n):
     rng = np.random.default_rng(n)
     keys = rng.integers(0, max(n // 3, 1), n).astype(np.float32)  # ties included
     items = np.arange(n, dtype=np.int64) + 100
     out_k, out_i = _pop_all(keys, items)
-    np.testing.assert_array_equal(out_k, np.sort(keys))
+    np.testing.assert_array_equal(out_k, np.sort(keys)[::-1])
     assert sorted(out_i.tolist()) == items.tolist()
     np.testing.assert_array_equal(keys[out_i - 100], out_k)  # each item kept its key
 

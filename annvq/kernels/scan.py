@@ -35,7 +35,7 @@ from .fastscan import BLOCK, accumulate_block, subset_sum_tables
 from .flat import dot, small_matmul
 from .lanes import stage1_lanes
 from .probe import nearest_centroids
-from .topk import heap_push, heap_sort, min_heap_pop, min_heapify
+from .topk import heap_pop, heap_push, heap_sort, heapify
 
 #: Stage 1 keeps a candidate unless its estimate, less this many standard deviations of its
 #: difference from stage 2's, already exceeds the k-th best. Stage 2 scores candidates by this
@@ -350,7 +350,7 @@ def _saq_stage2(data, scratch, scores, labels):
     of the first list filled the heap with whatever it held: twice as many estimates on
     fashion-mnist), and the first bound over tau ends the query.
 
-    The candidates are popped from a min-heap of their bounds, so only the few scored before
+    The candidates are popped from a max-heap of their negated bounds, so only the few scored before
     tau ends the query are put in order: sorting them first (those below the k-th smallest
     stage-1 estimate, then the rest below tau) made the whole scan 1.07-1.12x slower
     (pydocs-256-angular, 206 candidates a query at nprobe 16; fashion-mnist). The code rows at the
@@ -365,13 +365,13 @@ def _saq_stage2(data, scratch, scores, labels):
     n = 0
     for c in range(ncand[0]):  # rows whose bound passed the k-th upper bound as it tightened
         if bounds_c[c, 0] <= upper[0][0]:
-            keys[n], items[n] = bounds_c[c, 0], c
+            keys[n], items[n] = -bounds_c[c, 0], c  # the largest key is the smallest bound
             n += 1
-    min_heapify(keys, items, n)
+    heapify(keys, items, n)
     while n:
-        lower, c = min_heap_pop(keys, items, n)
+        key, c = heap_pop(keys, items, n)
         n -= 1
-        if lower > scores[0]:
+        if -key > scores[0]:
             break
         for t in range(min(n, 3)):
             prefetch_row(codes, rows_c[items[t]])

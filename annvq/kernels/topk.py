@@ -1,4 +1,5 @@
-"""Bounded max-heaps for top-k selection inside numba loops (smaller score is better)."""
+"""Max-heaps inside numba loops: bounded ones for top-k selection (smaller score is better), and
+one popped in order."""
 
 import numba
 import numpy as np
@@ -6,17 +7,15 @@ import numpy as np
 from .config import JIT
 
 
-@numba.njit(**JIT)
-def heap_replace_top(scores, labels, score, label):
-    r"""Replace the heap's largest element by (score, label) and sift down: O(\log k)."""
-    k = scores.shape[0]
-    pos = 0
+@numba.njit(**JIT, inline="always")
+def _sift_down(scores, labels, n, pos, score, label):
+    r"""Put (score, label) in slot pos of a max-heap of n pairs, moving larger children up: O(\log n)."""
     while True:
         left = 2 * pos + 1
-        if left >= k:
+        if left >= n:
             break
         child = left
-        if left + 1 < k and scores[left + 1] > scores[left]:
+        if left + 1 < n and scores[left + 1] > scores[left]:
             child = left + 1
         if scores[child] <= score:
             break
@@ -25,6 +24,12 @@ def heap_replace_top(scores, labels, score, label):
         pos = child
     scores[pos] = score
     labels[pos] = label
+
+
+@numba.njit(**JIT)
+def heap_replace_top(scores, labels, score, label):
+    r"""Replace the heap's largest element by (score, label) and sift down: O(\log k)."""
+    _sift_down(scores, labels, scores.shape[0], 0, score, label)
 
 
 @numba.njit(**JIT)
@@ -45,37 +50,17 @@ def heap_sort(scores, labels):
 
 
 @numba.njit(**JIT)
-def _sift_down_min(keys, items, n, pos):
-    """Move (keys[pos], items[pos]) down a min-heap of n pairs until no child is smaller."""
-    key, item = keys[pos], items[pos]
-    while True:
-        child = 2 * pos + 1
-        if child >= n:
-            break
-        if child + 1 < n and keys[child + 1] < keys[child]:
-            child += 1
-        if keys[child] >= key:
-            break
-        keys[pos] = keys[child]
-        items[pos] = items[child]
-        pos = child
-    keys[pos] = key
-    items[pos] = item
-
-
-@numba.njit(**JIT)
-def min_heapify(keys, items, n):
-    """Arrange the first n (key, item) pairs as a min-heap in place: O(n)."""
+def heapify(scores, labels, n):
+    """Arrange the first n (score, label) pairs as a max-heap in place: O(n)."""
     for pos in range(n // 2 - 1, -1, -1):
-        _sift_down_min(keys, items, n, pos)
+        _sift_down(scores, labels, n, pos, scores[pos], labels[pos])
 
 
 @numba.njit(**JIT)
-def min_heap_pop(keys, items, n):
-    r"""(key, item) of the smallest key of a min-heap of n > 0 pairs, which then holds the other
-    n - 1 in its first n - 1 slots: O(\log n). Popping in turn visits pairs by increasing key
-    without sorting those never reached."""
-    key, item = keys[0], items[0]
-    keys[0], items[0] = keys[n - 1], items[n - 1]
-    _sift_down_min(keys, items, n - 1, 0)
-    return key, item
+def heap_pop(scores, labels, n):
+    r"""(score, label) of the largest score of a max-heap of n > 0 pairs, which then holds the
+    other n - 1 in its first n - 1 slots: O(\log n). Popping in turn visits pairs by decreasing
+    score without sorting those never reached."""
+    score, label = scores[0], labels[0]
+    _sift_down(scores, labels, n - 1, 0, scores[n - 1], labels[n - 1])
+    return score, label
