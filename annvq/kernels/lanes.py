@@ -1,9 +1,9 @@
 """SAQ's stage 1 over the 32 lanes of a FastScan block, in explicit LLVM vectors.
 
-The same arithmetic as numba loops over 32-element arrays compiled to a scalar loop beside a
-vector one, chosen at run time by an aliasing check, and held the block's values in memory
-between loops: 47-54 ns a block (two segments) against 10 as one expression over <32 x float>
-registers, here. The block's lanes that pass come back as the bits of an integer, so the
+The same arithmetic as numba loops over 32-element arrays (LLVM emitted each as a vector loop
+and a scalar one, chosen at run time by an aliasing check, with the block's values stored between
+loops) took 47-54 ns a block of two segments; as one expression over <32 x float> registers,
+here, it takes 10. The block's lanes that pass come back as the bits of an integer, so the
 scan visits only those (numba's ``trailing_zeros`` finds each), not all 32.
 """
 

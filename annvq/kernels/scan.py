@@ -302,7 +302,7 @@ def _saq_lists(data, scratch, qi, scores, labels, live):
                         alive ^= np.int64(1) << v
                 if alive == 0:
                     continue
-            # Stage 0: the variance bounds, when there are any (m < inf); the loops over the 32 lanes
+            # Stage 0: the variance bounds, when there are any (m < inf); the sums over the 32 lanes
             # are branch-free so that they vectorize.
             if bounded:
                 for v in range(BLOCK):
