@@ -225,9 +225,32 @@ class Index:
         go in ``params``, as a dict or "nprobe=16,m=4".
         """
         self._check_trained("search")  # untrained comes first, before any complaint about the queries
+        if rerank is None and params is None and self._single_query(Q):
+            found = self._search_one(Q, k, nprobe)
+            if found is not None:
+                return found
         plan = self.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params)
         lists = self.lists
         return plan.answers(*self.scan(plan, lists), readonly(lists.ids))
+
+    def _single_query(self, Q) -> bool:
+        """Whether Q is one query as `Codec.search_one` takes it (its one numba specialisation),
+        to be answered with the default knobs and no re-ranking."""
+        return (type(Q) is np.ndarray and Q.shape == (1, self.dim) and Q.dtype == np.float32
+                and Q.flags.c_contiguous and Q.flags.writeable and not self.spec.rerank)
+
+    def _search_one(self, Q, k, nprobe) -> tuple[np.ndarray, np.ndarray] | None:
+        """One query answered in one kernel call by the codec's `search_one`: a single query's
+        validation, plan and answers cost as much as its scan of a few lists (~25 us of Python,
+        cold caches). None where the codec has none, or the query is not finite or (cosine) zero:
+        the plan path then searches it, or refuses it by name."""
+        k = check_int(k, "k", "Index.search")
+        nprobe = check_int(1 if nprobe is None else nprobe, "nprobe", "Index.search", 1, self.nlist)
+        search = self.codec.search_one(self.centroids_, self.lists, self._probe(nprobe), k)
+        if search is None:
+            return None
+        distances, ids, bad = search(Q)
+        return None if bad >= 0 else (distances, ids)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import golden_search as golden
-from annvq import Collection, Index, InvalidParameterError
+from annvq import Collection, Index, InvalidParameterError, InvalidVectorsError
 from annvq.ivf import Probe, nearest_lists
 from annvq.kernels.driver import ALL_ROWS, row_bitset
 from annvq.kernels.finite import all_finite, unit_rows
@@ -72,6 +72,51 @@ def test_a_single_query_scans_as_its_row_of_the_batch(data, spec, params):
             one_scores, one_rows = index.scan(index.plan(Q[i:i + 1], 10, nprobe=3, params=params), live=live)
             np.testing.assert_array_equal(one_rows[0], rows[i])
             np.testing.assert_allclose(one_scores[0], scores[i], rtol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_a_single_query_is_answered_in_one_call_as_the_plan_answers_it(data, metric):
+    """`Index.search` answers one float32 (1, dim) query through `Codec.search_one` (SAQ: one
+    kernel call): the distances and ids the plan path returns, for every k and nprobe asked,
+    and after more rows are added (the prepared call belongs to the lists it was made for)."""
+    X, Q = data
+    index = Index(DIM, "IVF8,SAQ4", metric).train(X).add(X[:2000])
+    one = index.codec.search_one(index.centroids_, index.lists, index.probe(3), 10)
+    assert one is not None
+    for added in (False, True):
+        found = []
+        for i in range(0, len(Q), 3):
+            q = Q[i:i + 1].copy()
+            for k, nprobe in ((10, 3), (1, 8)):
+                D, I = index.search(q, k, nprobe=nprobe)
+                D2, I2 = index.search(q, k, nprobe=nprobe, params={})  # params: the plan path
+                np.testing.assert_array_equal(I, I2)
+                np.testing.assert_array_equal(D, D2)
+                assert D.dtype == np.float32 and I.dtype == np.int64 and I.shape == (1, k)
+                found.append(I)
+        assert (np.concatenate(found, axis=None) >= 2000).any() == added
+        index.add(X[2000:])
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_a_single_query_is_refused_by_name_on_the_one_call_path(data, metric):
+    """Non-finite queries, cosine's zero vector and k or nprobe out of range get the plan path's
+    errors (`saq_answer_one` compiles its finiteness check without fastmath, or NaN would pass)."""
+    X, Q = data
+    index = Index(DIM, "IVF8,SAQ4", metric).train(X).add(X)
+    for bad in (np.nan, np.inf, -np.inf):
+        q = Q[:1].copy()
+        q[0, 5] = bad
+        with pytest.raises(InvalidVectorsError, match="NaN or Inf"):
+            index.search(q, 10, nprobe=3)
+    if metric == "cosine":
+        with pytest.raises(InvalidVectorsError, match="zero vector"):
+            index.search(np.zeros((1, DIM), np.float32), 10, nprobe=3)
+    q = Q[:1].copy()
+    with pytest.raises(InvalidParameterError, match="'k'"):
+        index.search(q, 0, nprobe=3)
+    with pytest.raises(InvalidParameterError, match="'nprobe'"):
+        index.search(q, 10, nprobe=9)
 
 
 def test_pruned_saq_scan_with_a_bitset(data):

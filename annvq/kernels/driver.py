@@ -66,7 +66,7 @@ def ivf_topk(begin, scan_list, data, probes, live, k):
     return out_s, out_l
 
 
-@numba.njit(cache=True, nogil=True)  # no fastmath: it writes infinities
+@numba.njit(cache=True, nogil=True, fastmath=False)  # it writes infinities
 def reported(scores, rows, l2):
     """Reported distances from raw scores: sqrt for L2, negation for inner product; +inf / -inf
     where the row is -1 (no result). One call, no temporaries: it runs on every search."""

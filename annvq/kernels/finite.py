@@ -1,11 +1,15 @@
 """Checks and normalisation cheap enough to run on every query: numpy's ``isfinite(X).all()``
-builds a boolean temporary, and its row norms take five calls, microseconds each for one vector."""
+builds a boolean temporary, and its row norms take five calls, microseconds each for one vector.
+
+Each kernel here says ``fastmath=False`` outright: a function that leaves it unset is compiled
+with its caller's flags, and a fastmath caller's compile (`scan.saq_answer_one`) is the one every
+later call reused, where NaN passed the check (numba 0.68, found by a NaN query)."""
 
 import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)  # no fastmath here: it would assume every value finite
+@numba.njit(cache=True, nogil=True, fastmath=False)  # fastmath would assume every value finite
 def all_finite(X):
     """Whether no element of the 2-D array X is NaN or +-Inf."""
     for i in range(X.shape[0]):
@@ -15,7 +19,7 @@ def all_finite(X):
     return True
 
 
-@numba.njit(cache=True, nogil=True)  # no fastmath: the additions stay in numpy's order
+@numba.njit(cache=True, nogil=True, fastmath=False)  # the additions stay in numpy's order
 def _block_sum(a, lo, n):
     """numpy's float32 sum of a[lo:lo + n] for n <= 128: eight running sums when n >= 8."""
     if n < 8:
@@ -39,7 +43,7 @@ def _block_sum(a, lo, n):
     return total
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _pairwise_sum(a):
     """numpy's float32 pairwise summation of a (``add.reduce``), so the result is numpy's to the
     bit: blocks of at most 128 (`_block_sum`), halves (rounded to eights) summed above that. The
@@ -66,7 +70,7 @@ def _pairwise_sum(a):
     return sums[0]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def unit_rows(X):
     """(X's rows divided by their norms, the first zero row or -1) for a float32 (n, d) X: the
     arithmetic of ``X / np.linalg.norm(X, axis=1, keepdims=True)`` to the bit, in one call."""

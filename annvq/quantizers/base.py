@@ -116,6 +116,13 @@ class Codec:
         ``plan.cache``, so the segments of a collection share it."""
         raise NotImplementedError
 
+    def search_one(self, centroids: np.ndarray, lists, probe, k: int) -> Callable | None:
+        """A function answering one query over ``lists`` as `Index.search` does, in one kernel
+        call: writable C float32 (1, dim) -> (distances, ids, bad), bad >= 0 where the query is
+        not finite or (cosine) zero and nothing was searched. Made once per lists, probe and k;
+        None where the codec has none, and every single query takes the plan path."""
+        return None
+
     def probed(self, plan, centroids: np.ndarray, probe) -> np.ndarray:
         """The lists ``probe`` names for the plan's queries (nq, n), as `search` reads them: a
         codec that finds them faster in its own basis says so here (SAQ)."""
@@ -150,6 +157,9 @@ class Codec:
                 for _ in range(2):
                     scores, rows = self.search(plan, centroids, lists, probe, 1, live)
             plan.answers(scores, rows, readonly(lists.ids))  # what every search ends with
+        search_one = self.search_one(centroids, lists, probe, 1)
+        if search_one is not None:
+            search_one(X[:1])
         self._cache = {}  # drop what was derived from the warm-up's lists
 
     def _cached(self, key: str, obj, make):

@@ -20,12 +20,13 @@ import numpy as np
 
 from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
-from ..kernels.driver import unit_l2_as_ip
+from ..kernels.driver import ALL_ROWS, unit_l2_as_ip
 from ..kernels.fastscan import pack_blocks
 from ..kernels.flat import small_matmul
 from ..kernels.half import as_half_bits, from_half_bits
 from ..kernels.probe import LEAD, nearest_centroids, nearest_centroids_batch, nearest_centroids_raw, probe_operands
-from ..kernels.scan import FAST_BITS, NO_BOUND, fast_terms, saq_query_one, saq_scan, saq_scan_one, segment_sigmas
+from ..kernels.scan import (FAST_BITS, NO_BOUND, fast_terms, saq_answer_one, saq_query_one, saq_scan, saq_scan_one,
+                            segment_sigmas)
 from ..linalg import SMALL_ROWS, block_diag, fit_pca, padded_dim, random_orthogonal
 from ..validation import check_int
 from .allocation import check_bits, plan_segments
@@ -356,6 +357,20 @@ class SAQCodec(Codec):
         if self.metric == "cosine":
             unit_l2_as_ip(scores, rows)
         return scores, rows
+
+    def search_one(self, centroids, lists, probe, k):
+        """One query's answers in one call (`kernels.scan.saq_answer_one`) where the scan would
+        rotate, probe and scan it in one call anyway: after a PCA, all lists kept, default knobs."""
+        if not self._probes_itself or probe.keep is not None:
+            return None
+
+        def make():
+            CW, lead, start = self._centroid_arrays(centroids)
+            args = (readonly(lists.ids), self.metric == "cosine", self._w_half, CW, lead, start, probe.n, ALL_LISTS,
+                    self._rotated_origin, self._unbounded, *self._packed(lists, CW), *self._scan_layout,
+                    bool(self._default_params["prune"]), ALL_ROWS, k)
+            return lambda Q: saq_answer_one(Q, *args)
+        return self._cached(("search one", probe.n, k), lists, make)
 
     def _prepare(self, plan):
         """What a search needs of the queries alone: rotated, and their variance bounds."""
