@@ -110,8 +110,9 @@ def report_cmd(results, out):
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of k-means and the codecs.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON.")
+@quiet_option
 @user_errors
-def error_cmd(dataset, methods, bits, nlist, nprobe, queries, threads, seed, out):
+def error_cmd(dataset, methods, bits, nlist, nprobe, queries, threads, seed, out, quiet):
     """Average relative error of the estimated squared L2 per method and bit budget, and encode time."""
     import json
     from pathlib import Path
@@ -120,7 +121,8 @@ def error_cmd(dataset, methods, bits, nlist, nprobe, queries, threads, seed, out
 
     try:
         rows = run_error_bench(dataset=dataset, nlist=nlist, nprobe=nprobe, bits=_floats(bits),
-                               methods=_split([methods]), n_queries=queries, threads=threads, seed=seed)
+                               methods=_split([methods]), n_queries=queries, threads=threads, seed=seed,
+                               quiet=quiet)
     except ValueError as exc:  # unknown method, non-euclidean data set
         raise click.BadParameter(str(exc)) from exc
     if out:

@@ -196,6 +196,23 @@ def test_error_bench_scores_an_angular_dataset_on_unit_vectors(tmp_path, monkeyp
     assert [r["bits"] for r in rows] == [2, 8] and errors[1] < errors[0] / 10 and errors[0] < 0.2
 
 
+def test_relative_errors_leave_out_a_point_paired_with_itself():
+    """A query equal to a data row (up to float rounding, as duplicate sentences embed) has no
+    relative error: NaN, where dividing by its ~1e-15 distance read as 1e17 %; other pairs are
+    |est - d^2| / d^2 against float64 truth."""
+    from bench.error import relative_errors
+
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((5, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Q = np.stack([X[2] * np.float32(1 + 1e-7), rng.standard_normal(8).astype(np.float32)])
+    ids = np.array([[0, 2, 4], [1, 2, 3]])
+    true = ((X[ids].astype(np.float64) - Q[:, None].astype(np.float64)) ** 2).sum(axis=2)
+    rel = relative_errors(true * 1.1, X, Q, ids)
+    assert np.isnan(rel[0, 1]) and np.isnan(rel).sum() == 1
+    np.testing.assert_allclose(rel[~np.isnan(rel)], 0.1)
+
+
 def test_saq_vs_rabitq_interpolates_qps_at_the_target_recall():
     from bench.saq_vs_rabitq import qps_at
 
