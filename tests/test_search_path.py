@@ -1,6 +1,7 @@
 """One search path: a plan validated once, raw scores merged across parts, and a row bitset
 inside every scan (deleted rows never enter the heap)."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -8,7 +9,7 @@ import golden_search as golden
 from annvq import Collection, Index, InvalidParameterError, InvalidVectorsError
 from annvq.ivf import Probe, nearest_lists
 from annvq.kernels.driver import ALL_ROWS, row_bitset
-from annvq.kernels.finite import all_finite, unit_rows
+from annvq.kernels.finite import all_finite, query_rows, unit_rows
 from annvq.linalg import SMALL_ROWS
 from naive import clustered, exact_knn
 
@@ -74,20 +75,23 @@ def test_a_single_query_scans_as_its_row_of_the_batch(data, spec, params):
             np.testing.assert_allclose(one_scores[0], scores[i], rtol=1e-6)
 
 
+ONE_CALL = ["IVF8,SAQ4", "IVF8,Flat", "Flat"]
+
+
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
-def test_a_single_query_is_answered_in_one_call_as_the_plan_answers_it(data, metric):
-    """`Index.search` answers one float32 (1, dim) query through `Codec.search_one` (SAQ: one
-    kernel call): the distances and ids the plan path returns, for every k and nprobe asked,
-    and after more rows are added (the prepared call belongs to the lists it was made for)."""
+@pytest.mark.parametrize("spec", ONE_CALL)
+def test_a_single_query_is_answered_in_one_call_as_the_plan_answers_it(data, spec, metric):
+    """`Index.search` answers one float32 (1, dim) query through `Codec.search_one` (one kernel
+    call): the distances and ids the plan path returns, for every k and nprobe asked, and after
+    more rows are added (the prepared call belongs to the lists it was made for)."""
     X, Q = data
-    index = Index(DIM, "IVF8,SAQ4", metric).train(X).add(X[:2000])
-    one = index.codec.search_one(index.centroids_, index.lists, index.probe(3), 10)
-    assert one is not None
+    index = Index(DIM, spec, metric).train(X).add(X[:2000])
+    assert index.codec.search_one(index.centroids_, index.lists, index.probe(1), 10) is not None
     for added in (False, True):
         found = []
         for i in range(0, len(Q), 3):
             q = Q[i:i + 1].copy()
-            for k, nprobe in ((10, 3), (1, 8)):
+            for k, nprobe in ((10, min(3, index.nlist)), (1, index.nlist)):
                 D, I = index.search(q, k, nprobe=nprobe)
                 D2, I2 = index.search(q, k, nprobe=nprobe, params={})  # params: the plan path
                 np.testing.assert_array_equal(I, I2)
@@ -99,24 +103,25 @@ def test_a_single_query_is_answered_in_one_call_as_the_plan_answers_it(data, met
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
-def test_a_single_query_is_refused_by_name_on_the_one_call_path(data, metric):
+@pytest.mark.parametrize("spec", ONE_CALL)
+def test_a_single_query_is_refused_by_name_on_the_one_call_path(data, spec, metric):
     """Non-finite queries, cosine's zero vector and k or nprobe out of range get the plan path's
-    errors (`saq_answer_one` compiles its finiteness check without fastmath, or NaN would pass)."""
+    errors (the one-call kernels check without fastmath, or NaN would pass: `finite.query_rows`)."""
     X, Q = data
-    index = Index(DIM, "IVF8,SAQ4", metric).train(X).add(X)
+    index = Index(DIM, spec, metric).train(X).add(X)
     for bad in (np.nan, np.inf, -np.inf):
         q = Q[:1].copy()
         q[0, 5] = bad
         with pytest.raises(InvalidVectorsError, match="NaN or Inf"):
-            index.search(q, 10, nprobe=3)
+            index.search(q, 10, nprobe=1)
     if metric == "cosine":
         with pytest.raises(InvalidVectorsError, match="zero vector"):
-            index.search(np.zeros((1, DIM), np.float32), 10, nprobe=3)
+            index.search(np.zeros((1, DIM), np.float32), 10, nprobe=1)
     q = Q[:1].copy()
     with pytest.raises(InvalidParameterError, match="'k'"):
-        index.search(q, 0, nprobe=3)
+        index.search(q, 0, nprobe=1)
     with pytest.raises(InvalidParameterError, match="'nprobe'"):
-        index.search(q, 10, nprobe=9)
+        index.search(q, 10, nprobe=index.nlist + 1)
 
 
 def test_pruned_saq_scan_with_a_bitset(data):
@@ -220,6 +225,29 @@ def test_the_finiteness_check_finds_every_kind_of_non_finite(data):
         Y = X.copy()
         Y[-1, -1] = bad
         assert not all_finite(Y)
+
+
+@numba.njit(fastmath=True)
+def _fastmath_caller(Q, unit):
+    return query_rows(Q, unit)
+
+
+def test_query_rows_name_the_first_bad_row_under_a_fastmath_caller():
+    """The one-call kernels' check: the first row holding NaN or Inf, or for cosine the first
+    zero row; the unit rows otherwise. Called from a fastmath kernel, as the kernels call it
+    (without ``fastmath=False`` of its own it would take the caller's flags and let NaN pass)."""
+    Q = np.ones((4, DIM), np.float32)
+    for check in (query_rows, _fastmath_caller):
+        for bad in (np.nan, np.inf, -np.inf):
+            Y = Q.copy()
+            Y[2, 7] = bad
+            assert check(Y, False)[1] == 2 and check(Y, True)[1] == 2
+        Y = Q.copy()
+        Y[1] = 0
+        assert check(Y, False)[1] == -1 and check(Y, True)[1] == 1
+        X, bad = check(Q, True)
+        assert bad == -1
+        np.testing.assert_array_equal(X, Q / np.linalg.norm(Q, axis=1, keepdims=True))
 
 
 def test_unit_rows_are_numpys_to_the_bit():

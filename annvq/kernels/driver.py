@@ -104,7 +104,7 @@ def row_ids(rows, ids):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=False)  # it writes infinities, through `reported`
 def answers(scores, rows, ids, l2):
     """(`reported` distances, `row_ids`) in one call, what a search of one part returns: called
     apart from Python they took a single query about 2.5 us each, mostly the call itself."""

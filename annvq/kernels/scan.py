@@ -30,9 +30,9 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .bits import code_dot, prefetch_row
 from .config import JIT, PARALLEL_JIT
-from .driver import WORST, allowed, new_heaps, reported, row_ids, unit_l2_as_ip
+from .driver import WORST, allowed, answers, new_heaps, unit_l2_as_ip
 from .fastscan import BLOCK, accumulate_block, subset_sum_tables
-from .finite import all_finite, unit_rows
+from .finite import query_rows
 from .flat import dot, small_matmul
 from .lanes import stage1_lanes
 from .probe import nearest_centroids
@@ -451,15 +451,11 @@ def saq_query_one(Q, W, CW, lead, start, n, keep, origin, msig, offsets, block_o
 def saq_answer_one(Q, ids, cosine, W, CW, lead, start, n, keep, origin, msig, offsets, block_offsets, packed, lanes,
                    bounds, exact, codes, seg_dim, seg_len, seg_bits, seg_byte, fast_col, fast_planes, fast_dim,
                    tail_dim, l2, prune, live, k):
-    """A single query (1, dim) as `Index.search` answers it, in one call: checked finite, unit
-    normalised for ``cosine`` (`finite.unit_rows`, numpy's arithmetic), then `saq_query_one` and
-    the reported distances and ids of ``ids`` (`driver.answers`). Returns (distances, ids, bad):
-    bad is -1, or 0 when the query is not finite or (cosine) zero, with nothing searched.
-    `finite` compiles without fastmath, so its checks hold inside this fastmath kernel."""
-    X = Q
-    bad = -1 if all_finite(Q) else 0
-    if cosine and bad < 0:
-        X, bad = unit_rows(Q)
+    """A single query (1, dim) as `Index.search` answers it, in one call: checked and, for
+    ``cosine``, normalised (`finite.query_rows`), then `saq_query_one`, then the reported
+    distances and the ids of ``ids`` (`driver.answers`). Returns (distances, ids, bad): bad is
+    -1, or the query's row when it is not finite or (cosine) zero, and nothing was searched."""
+    X, bad = query_rows(Q, cosine)
     if bad >= 0:
         return np.empty((0, k), np.float32), np.empty((0, k), np.int64), bad
     _, _, scores, rows = saq_query_one(X, W, CW, lead, start, n, keep, origin, msig, offsets, block_offsets, packed,
@@ -467,4 +463,5 @@ def saq_answer_one(Q, ids, cosine, W, CW, lead, start, n, keep, origin, msig, of
                                        fast_planes, fast_dim, tail_dim, l2, prune, live, k)
     if cosine:
         unit_l2_as_ip(scores, rows)
-    return reported(scores, rows, l2 and not cosine), row_ids(rows, ids), bad
+    distances, found = answers(scores, rows, ids, l2 and not cosine)
+    return distances, found, bad

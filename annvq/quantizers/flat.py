@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.config import readonly
-from ..kernels.flat import ivf_flat_scan, ivf_flat_scan_one
+from ..kernels.driver import ALL_ROWS
+from ..kernels.flat import flat_answer_one, ivf_flat_scan, ivf_flat_scan_one
 from .base import Codec
 
 
@@ -38,11 +39,26 @@ class FlatCodec(Codec):
     def decode(self, codes, factors, centroids, assign):
         return np.ascontiguousarray(codes).view(np.float32).reshape(len(codes), self.dim)
 
-    def search(self, plan, centroids, lists, probe, k, live):
+    def _rows(self, lists):
+        """(offsets, the rows as float32 vectors, their squared norms for L2) as the scans read them."""
         def make():
             vectors = np.ascontiguousarray(lists.codes).view(np.float32).reshape(-1, self.dim)
             norms = lists.factors[:, 0] if self.metric == "l2" else np.zeros(0, np.float32)
             return readonly(lists.offsets), readonly(vectors), readonly(np.ascontiguousarray(norms))
-        offsets, vectors, norms = self._cached("rows", lists, make)
+        return self._cached("rows", lists, make)
+
+    def search(self, plan, centroids, lists, probe, k, live):
         scan = ivf_flat_scan_one if plan.nq == 1 else ivf_flat_scan
-        return scan(plan.queries, plan.lists(probe), offsets, vectors, norms, self.alpha, live, k)
+        return scan(plan.queries, plan.lists(probe), *self._rows(lists), self.alpha, live, k)
+
+    def search_one(self, centroids, lists, probe, k):
+        """One query's answers in one call (`kernels.flat.flat_answer_one`), probing as `ivf.Probe`
+        probes a few queries; a filter's probe (``keep``) takes the plan path."""
+        if probe.keep is not None:
+            return None
+
+        def make():
+            args = (readonly(lists.ids), self.metric == "cosine", probe.centroids, probe.n, *self._rows(lists),
+                    self.alpha, ALL_ROWS, k)
+            return lambda Q: flat_answer_one(Q, *args)
+        return self._cached(("search one", probe.n, k), lists, make)
