@@ -540,7 +540,16 @@ class Collection:
     def search(self, Q, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
                exact: bool = False, params=None, filter=None) -> tuple[np.ndarray, np.ndarray]:
         """(distances (nq, k), ids (nq, k)) best first, as ``Index.search`` reports them; see
-        `query` for the parameters."""
+        `query` for the parameters. A single query over one encoded segment, without a filter or
+        knobs, is answered in one kernel call (`Index.search_one`): ~70 to ~50 us on pydocs."""
+        if filter is None and not exact and rerank is None and params is None:
+            state = self._check_open()
+            if state.model is not None and len(state.parts) == 1 and state.parts[0].segment.lists is not None:
+                part = state.parts[0]
+                found = state.model.search_one(Q, k, nprobe, lists=part.segment.lists, live=part.live_bits,
+                                               owner="Collection.search")
+                if found is not None:
+                    return found
         hits = self.query(Q, k, nprobe=nprobe, rerank=rerank, exact=exact, params=params, filter=filter)
         return hits.distances, hits.ids
 

@@ -225,31 +225,33 @@ class Index:
         go in ``params``, as a dict or "nprobe=16,m=4".
         """
         self._check_trained("search")  # untrained comes first, before any complaint about the queries
-        if rerank is None and params is None and self._single_query(Q):
-            found = self._search_one(Q, k, nprobe)
+        if rerank is None and params is None:
+            found = self.search_one(Q, k, nprobe)
             if found is not None:
                 return found
         plan = self.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params)
         lists = self.lists
         return plan.answers(*self.scan(plan, lists), readonly(lists.ids))
 
-    def _single_query(self, Q) -> bool:
-        """Whether Q is one query as `Codec.search_one` takes it (its one numba specialisation),
-        to be answered with the default knobs and no re-ranking."""
-        return (type(Q) is np.ndarray and Q.shape == (1, self.dim) and Q.dtype == np.float32
-                and Q.flags.c_contiguous and Q.flags.writeable and not self.spec.rerank)
-
-    def _search_one(self, Q, k, nprobe) -> tuple[np.ndarray, np.ndarray] | None:
-        """One query answered in one kernel call by the codec's `search_one`: a single query's
-        validation, plan and answers cost as much as its scan of a few lists (~25 us of Python,
-        cold caches). None where the codec has none, or the query is not finite or (cosine) zero:
-        the plan path then searches it, or refuses it by name."""
-        k = check_int(k, "k", "Index.search")
-        nprobe = check_int(1 if nprobe is None else nprobe, "nprobe", "Index.search", 1, self.nlist)
-        search = self.codec.search_one(self.centroids_, self.lists, self._probe(nprobe), k)
+    def search_one(self, Q, k: int = 10, nprobe: int | None = None, *, lists: InvertedLists | None = None,
+                   live: np.ndarray = ALL_ROWS, owner: str = "Index.search") -> tuple[np.ndarray, np.ndarray] | None:
+        """`search`'s answers to one query with the default knobs in one kernel call, over ``lists``
+        (default this index's own) less the rows outside ``live`` (a collection's part): the plan,
+        its cache and the answers cost a single query ~25 us of Python with the caches cold from
+        its scan. None where this does not apply, and the plan path runs instead: Q not a writable
+        C float32 (1, dim) array (the one type the kernel is compiled for), a codec without
+        `Codec.search_one`, a ",Rerank" spec, or a query not finite or (cosine) zero, which the
+        plan path then refuses by name."""
+        if not (type(Q) is np.ndarray and Q.shape == (1, self.dim) and Q.dtype == np.float32
+                and Q.flags.c_contiguous and Q.flags.writeable and not self.spec.rerank):
+            return None
+        k = check_int(k, "k", owner)
+        nprobe = check_int(1 if nprobe is None else nprobe, "nprobe", owner, 1, self.nlist)
+        search = self.codec.search_one(self.centroids_, self.lists if lists is None else lists,
+                                       self._probe(nprobe), k)
         if search is None:
             return None
-        distances, ids, bad = search(Q)
+        distances, ids, bad = search(Q, live)
         return None if bad >= 0 else (distances, ids)
 
     # --- persistence -----------------------------------------------------------------------

@@ -124,6 +124,35 @@ def test_a_single_query_is_refused_by_name_on_the_one_call_path(data, spec, metr
         index.search(q, 10, nprobe=index.nlist + 1)
 
 
+@pytest.mark.parametrize("spec", ["IVF8,SAQ4", "IVF8,Flat"])
+def test_a_collections_single_query_is_answered_in_one_call(tmp_path, data, spec):
+    """`Collection.search` of one query over a single encoded segment (`Index.search_one`):
+    the answers of its plan path, before and after deletes (the part's live bits go into the
+    kernel), and after reopening (memory-mapped lists)."""
+    X, Q = data
+    col = Collection.create(tmp_path / "c", DIM, spec=spec, metric="cosine", train_threshold=1000)
+    col.upsert(np.arange(len(X)), X)
+    col.persist()
+    dead = np.flatnonzero(np.random.default_rng(7).random(len(X)) < 0.3)
+    for step in ("all live", "deleted", "reopened"):
+        if step == "deleted":
+            col.delete(dead)
+            col.persist()
+        elif step == "reopened":
+            col.close()
+            col = Collection.open(tmp_path / "c")
+        found = []
+        for i in range(0, len(Q), 4):
+            q = Q[i:i + 1].copy()
+            D, I = col.search(q, 10, nprobe=3)
+            D2, I2 = col.search(q, 10, nprobe=3, params={})  # params: the plan path
+            np.testing.assert_array_equal(I, I2)
+            np.testing.assert_array_equal(D, D2)
+            found.append(I)
+        assert np.isin(np.concatenate(found), dead).any() == (step == "all live")
+    col.close()
+
+
 def test_pruned_saq_scan_with_a_bitset(data):
     """With its pruning on, SAQ returns only live rows and about what a scan of the live rows
     alone returns (block boundaries, and so the pruning thresholds, differ)."""

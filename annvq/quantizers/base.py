@@ -118,9 +118,10 @@ class Codec:
 
     def search_one(self, centroids: np.ndarray, lists, probe, k: int) -> Callable | None:
         """A function answering one query over ``lists`` as `Index.search` does, in one kernel
-        call: writable C float32 (1, dim) -> (distances, ids, bad), bad >= 0 where the query is
-        not finite or (cosine) zero and nothing was searched. Made once per lists, probe and k;
-        None where the codec has none, and every single query takes the plan path."""
+        call: (writable C float32 (1, dim), ``live`` row bitset) -> (distances, ids, bad), bad >= 0
+        where the query is not finite or (cosine) zero and nothing was searched. Made once per
+        lists, probe and k; None where the codec has none, and every single query takes the plan
+        path."""
         return None
 
     def probed(self, plan, centroids: np.ndarray, probe) -> np.ndarray:
@@ -159,7 +160,8 @@ class Codec:
             plan.answers(scores, rows, readonly(lists.ids))  # what every search ends with
         search_one = self.search_one(centroids, lists, probe, 1)
         if search_one is not None:
-            search_one(X[:1])
+            for live in (ALL_ROWS, np.ones(2, np.uint8)):
+                search_one(X[:1], live)
         self._cache = {}  # drop what was derived from the warm-up's lists
 
     def _cached(self, key: str, obj, make):

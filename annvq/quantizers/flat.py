@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.config import readonly
-from ..kernels.driver import ALL_ROWS
 from ..kernels.flat import flat_answer_one, ivf_flat_scan, ivf_flat_scan_one
 from .base import Codec
 
@@ -59,6 +58,6 @@ class FlatCodec(Codec):
 
         def make():
             args = (readonly(lists.ids), self.metric == "cosine", probe.centroids, probe.n, *self._rows(lists),
-                    self.alpha, ALL_ROWS, k)
-            return lambda Q: flat_answer_one(Q, *args)
+                    self.alpha)
+            return lambda Q, live: flat_answer_one(Q, *args, live, k)
         return self._cached(("search one", probe.n, k), lists, make)

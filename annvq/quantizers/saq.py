@@ -20,7 +20,7 @@ import numpy as np
 
 from ..kernels.bits import pack_planes, unpack_planes
 from ..kernels.config import readonly
-from ..kernels.driver import ALL_ROWS, unit_l2_as_ip
+from ..kernels.driver import unit_l2_as_ip
 from ..kernels.fastscan import pack_blocks
 from ..kernels.flat import small_matmul
 from ..kernels.half import as_half_bits, from_half_bits
@@ -368,8 +368,8 @@ class SAQCodec(Codec):
             CW, lead, start = self._centroid_arrays(centroids)
             args = (readonly(lists.ids), self.metric == "cosine", self._w_half, CW, lead, start, probe.n, ALL_LISTS,
                     self._rotated_origin, self._unbounded, *self._packed(lists, CW), *self._scan_layout,
-                    bool(self._default_params["prune"]), ALL_ROWS, k)
-            return lambda Q: saq_answer_one(Q, *args)
+                    bool(self._default_params["prune"]))
+            return lambda Q, live: saq_answer_one(Q, *args, live, k)
         return self._cached(("search one", probe.n, k), lists, make)
 
     def _prepare(self, plan):
