@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -164,7 +164,7 @@ class Codec:
                 search_one(X[:1], live)
         self._cache = {}  # drop what was derived from the warm-up's lists
 
-    def _cached(self, key: str, obj, make):
+    def _cached(self, key: Hashable, obj, make):
         """A value derived from `obj` (centroids or lists), kept while obj lives: one entry per
         object, so segments scanned through one model (``Index.scan(plan, lists)``) each keep theirs."""
         hit = self._cache.get((key, id(obj)))
