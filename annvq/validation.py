@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .errors import DimensionMismatchError, InvalidParameterError, InvalidVectorsError
-from .kernels.finite import all_finite, unit_rows
+from .kernels.finite import query_rows
 
 METRICS = ("l2", "ip", "cosine")
 INT64_MAX = np.iinfo(np.int64).max
@@ -39,8 +39,12 @@ def check_int(value, name: str, owner: str, lo: int = 1, hi: int | None = None) 
     return int(value)
 
 
-def as_vectors(X, dim: int | None = None, *, name: str = "X", allow_empty: bool = False) -> np.ndarray:
-    """Coerce to a C-contiguous float32 (n, dim) matrix; reject wrong shape and NaN/Inf.
+def as_vectors(X, dim: int | None = None, *, name: str = "X", allow_empty: bool = False,
+               unit: bool = False) -> np.ndarray:
+    """Coerce to a C-contiguous float32 (n, dim) matrix; reject wrong shape and NaN/Inf. With
+    ``unit`` (cosine, which is inner product on unit vectors) the rows are divided by their
+    norms, and a zero row, which has no direction, is refused. One numba call checks and
+    normalises (`finite.query_rows`, numpy's ``X / norm`` to the bit).
 
     A single 1-D vector is accepted as one row.
     """
@@ -58,10 +62,12 @@ def as_vectors(X, dim: int | None = None, *, name: str = "X", allow_empty: bool 
             f"{name} has {arr.shape[1]} dimensions, but the index expects {dim}."
         )
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not all_finite(arr):
-        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+    out, bad = query_rows(arr, unit)
+    if bad >= 0 and np.isfinite(arr[bad]).all():
+        raise InvalidVectorsError(f"{name} row {bad} is a zero vector, which has no cosine direction.")
+    if bad >= 0:
         raise InvalidVectorsError(f"{name} contains NaN or Inf (first in row {bad}).")
-    return arr
+    return out
 
 
 def as_ids(ids, n: int, *, name: str = "ids") -> np.ndarray:
@@ -82,20 +88,9 @@ def as_ids(ids, n: int, *, name: str = "ids") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def normalize_rows(X: np.ndarray, *, name: str = "X") -> np.ndarray:
-    """Unit-normalise the rows of a float32 matrix for the cosine metric; a zero vector has no
-    direction and is refused. One numba call (`unit_rows`), to the bit numpy's ``X / norm``:
-    12 us for one query through numpy's five calls, 3 us in one."""
-    out, zero = unit_rows(X)
-    if zero >= 0:
-        raise InvalidVectorsError(f"{name} row {zero} is a zero vector, which has no cosine direction.")
-    return out
-
-
 def metric_vectors(X, dim: int, metric: str, *, name: str) -> np.ndarray:
-    """`as_vectors`, then unit rows for cosine (cosine is inner product on unit vectors)."""
-    X = as_vectors(X, dim, name=name)
-    return normalize_rows(X, name=name) if metric == "cosine" else X
+    """`as_vectors`, with unit rows for cosine (cosine is inner product on unit vectors)."""
+    return as_vectors(X, dim, name=name, unit=metric == "cosine")
 
 
 def check_ids(ids, n: int | None = None, *, unique: bool = True) -> np.ndarray:

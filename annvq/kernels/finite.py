@@ -90,8 +90,9 @@ def unit_rows(X):
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def query_rows(Q, unit):
     """(the rows a kernel searches, -1), or (Q, the first bad row): Q itself when every value is
-    finite, its `unit_rows` for cosine (``unit``), where a zero row is bad too. One query's
-    check inside a one-call search (`scan.saq_answer_one`, `flat.flat_answer_one`)."""
+    finite, its `unit_rows` for cosine (``unit``), where a zero row is bad too. Every input
+    check (`validation.as_vectors`), and a single query's inside a one-call search
+    (`scan.saq_answer_one`, `flat.flat_answer_one`)."""
     if not all_finite(Q):
         for r in range(Q.shape[0]):
             for j in range(Q.shape[1]):
