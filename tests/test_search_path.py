@@ -148,6 +148,9 @@ def test_a_collections_single_query_is_answered_in_one_call(tmp_path, data, spec
             D2, I2 = col.search(q, 10, nprobe=3, params={})  # params: the plan path
             np.testing.assert_array_equal(I, I2)
             np.testing.assert_array_equal(D, D2)
+            (part,) = col._state.parts  # the call search made, made again: it answers
+            one = col._state.model.search_one(q, 10, 3, lists=part.segment.lists, live=part.live_bits)
+            np.testing.assert_array_equal(one[1], I)
             found.append(I)
         assert np.isin(np.concatenate(found), dead).any() == (step == "all live")
     col.close()
