@@ -238,13 +238,14 @@ class Index:
         """`search`'s answers to one query with the default knobs in one kernel call, over ``lists``
         (default this index's own) less the rows outside ``live`` (a collection's part): the plan,
         its cache and the answers cost a single query ~25 us of Python with the caches cold from
-        its scan. None where this does not apply, and the plan path runs instead: Q not a writable
-        C float32 (1, dim) array (the one type the kernel is compiled for), a codec without
-        `Codec.search_one`, a ",Rerank" spec, or a query not finite or (cosine) zero, which the
-        plan path then refuses by name."""
-        if not (type(Q) is np.ndarray and Q.shape == (1, self.dim) and Q.dtype == np.float32
-                and Q.flags.c_contiguous and Q.flags.writeable and not self.spec.rerank):
+        its scan. None where this does not apply, and the plan path runs instead: Q not a float
+        array of shape (dim,) or (1, dim), a codec without `Codec.search_one`, a ",Rerank" spec,
+        or a query not finite or (cosine) zero, which the plan path then refuses by name."""
+        if type(Q) is not np.ndarray or Q.dtype.kind != "f" or Q.shape not in ((1, self.dim), (self.dim,)) \
+                or self.spec.rerank:
             return None
+        if not (Q.dtype == np.float32 and Q.ndim == 2 and Q.flags.c_contiguous and Q.flags.writeable):
+            Q = np.array(Q, np.float32, order="C", ndmin=2)  # the one type the kernel is compiled for
         k = check_int(k, "k", owner)
         nprobe = check_int(1 if nprobe is None else nprobe, "nprobe", owner, 1, self.nlist)
         search = self.codec.search_one(self.centroids_, self.lists if lists is None else lists,

@@ -100,6 +100,16 @@ def test_a_single_query_is_answered_in_one_call_as_the_plan_answers_it(data, spe
                 found.append(I)
         assert (np.concatenate(found, axis=None) >= 2000).any() == added
         index.add(X[2000:])
+    # a 1-D, float64 or read-only query is copied to the kernel's one type, not sent down the plan path
+    q = Q[5].astype(np.float64)
+    frozen = Q[5:6].copy()
+    frozen.flags.writeable = False
+    nprobe = index.nlist
+    expected = index.search(Q[5:6], 10, nprobe=nprobe, params={})
+    for other in (q, q[None], Q[5], frozen):
+        assert index.search_one(other, 10, nprobe) is not None
+        for got, want in zip(index.search(other, 10, nprobe=nprobe), expected):
+            np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
