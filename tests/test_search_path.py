@@ -75,7 +75,7 @@ def test_a_single_query_scans_as_its_row_of_the_batch(data, spec, params):
             np.testing.assert_allclose(one_scores[0], scores[i], rtol=1e-6)
 
 
-ONE_CALL = ["IVF8,SAQ4", "IVF8,Flat", "Flat"]
+ONE_CALL = ["IVF8,SAQ4", "IVF8,CAQ4", "IVF8,Flat", "Flat"]
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
