@@ -228,14 +228,15 @@ class Index:
         if rerank is None and params is None:
             found = self.search_one(Q, k, nprobe)
             if found is not None:
-                return found
+                return found[:2]
         plan = self.plan(Q, k, nprobe=nprobe, rerank=rerank, params=params)
         lists = self.lists
         return plan.answers(*self.scan(plan, lists), readonly(lists.ids))
 
     def search_one(self, Q, k: int = 10, nprobe: int | None = None, *, lists: InvertedLists | None = None,
-                   live: np.ndarray = ALL_ROWS, owner: str = "Index.search") -> tuple[np.ndarray, np.ndarray] | None:
-        """`search`'s answers to one query with the default knobs in one kernel call, over ``lists``
+                   live: np.ndarray = ALL_ROWS, owner: str = "Index.search") -> tuple[np.ndarray, ...] | None:
+        """`search`'s answers to one query with the default knobs in one kernel call, and the row
+        positions in ``lists`` they came from: (distances, ids, rows), over ``lists``
         (default this index's own) less the rows outside ``live`` (a collection's part): the plan,
         its cache and the answers cost a single query ~25 us of Python with the caches cold from
         its scan. None where this does not apply, and the plan path runs instead: Q not a float
@@ -252,8 +253,8 @@ class Index:
                                        self._probe(nprobe), k)
         if search is None:
             return None
-        distances, ids, bad = search(Q, live)
-        return None if bad >= 0 else (distances, ids)
+        distances, ids, rows, bad = search(Q, live)
+        return None if bad >= 0 else (distances, ids, rows)
 
     # --- persistence -----------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

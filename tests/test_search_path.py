@@ -136,12 +136,12 @@ def test_a_single_query_is_refused_by_name_on_the_one_call_path(data, spec, metr
 
 @pytest.mark.parametrize("spec", ["IVF8,SAQ4", "IVF8,Flat"])
 def test_a_collections_single_query_is_answered_in_one_call(tmp_path, data, spec):
-    """`Collection.search` of one query over a single encoded segment (`Index.search_one`):
-    the answers of its plan path, before and after deletes (the part's live bits go into the
-    kernel), and after reopening (memory-mapped lists)."""
+    """`Collection.query` of one query over a single encoded segment (`Index.search_one`): the
+    hits of its plan path (payloads included), before and after deletes (the part's live bits go
+    into the kernel), and after reopening (memory-mapped lists)."""
     X, Q = data
     col = Collection.create(tmp_path / "c", DIM, spec=spec, metric="cosine", train_threshold=1000)
-    col.upsert(np.arange(len(X)), X)
+    col.upsert(np.arange(len(X)), X, payloads=[{"i": i} for i in range(len(X))])
     col.persist()
     dead = np.flatnonzero(np.random.default_rng(7).random(len(X)) < 0.3)
     for step in ("all live", "deleted", "reopened"):
@@ -154,14 +154,17 @@ def test_a_collections_single_query_is_answered_in_one_call(tmp_path, data, spec
         found = []
         for i in range(0, len(Q), 4):
             q = Q[i:i + 1].copy()
-            D, I = col.search(q, 10, nprobe=3)
-            D2, I2 = col.search(q, 10, nprobe=3, params={})  # params: the plan path
-            np.testing.assert_array_equal(I, I2)
-            np.testing.assert_array_equal(D, D2)
-            (part,) = col._state.parts  # the call search made, made again: it answers
+            hits = col.query(q, 10, nprobe=3)
+            plan_hits = col.query(q, 10, nprobe=3, params={})  # params: the plan path
+            for name in ("distances", "ids", "part", "row", "nprobe"):
+                np.testing.assert_array_equal(getattr(hits, name), getattr(plan_hits, name), err_msg=name)
+            assert hits.payloads(0) == plan_hits.payloads(0) == [{"i": int(i)} for i in hits.ids[0]]
+            assert hits.strategy == plan_hits.strategy == "ivf"
+            (part,) = col._state.parts  # the call query made, made again: it answers
             one = col._state.model.search_one(q, 10, 3, lists=part.segment.lists, live=part.live_bits)
-            np.testing.assert_array_equal(one[1], I)
-            found.append(I)
+            np.testing.assert_array_equal(one[1], hits.ids)
+            np.testing.assert_array_equal(col.search(q, 10, nprobe=3)[1], hits.ids)
+            found.append(hits.ids)
         assert np.isin(np.concatenate(found), dead).any() == (step == "all live")
     col.close()
 

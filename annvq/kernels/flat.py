@@ -69,15 +69,15 @@ def flat_answer_one(Q, ids, cosine, C, n, offsets, vectors, norms, alpha, live, 
     """A single query (1, dim) as `Index.search` answers it, in one call: checked and, for
     ``cosine``, normalised (`finite.query_rows`), its n nearest of the centroids C found
     (`nearest_rows`), scanned (`ivf_flat_scan_one`), and the reported distances and the ids of
-    ``ids`` returned (`driver.answers`), with bad as in `scan.saq_answer_one`."""
+    ``ids`` returned (`driver.answers`) with the row positions, and bad as in `scan.saq_answer_one`."""
     X, bad = query_rows(Q, cosine)
     if bad >= 0:
-        return np.empty((0, k), np.float32), np.empty((0, k), np.int64), bad
+        return np.empty((0, k), np.float32), np.empty((0, k), np.int64), np.empty((0, k), np.int64), bad
     l2 = alpha == np.float32(-2.0)
     probes = nearest_rows(X, C, n, l2) if C.shape[0] > 1 else np.zeros((1, 1), np.int64)
     scores, rows = ivf_flat_scan_one(X, probes, offsets, vectors, norms, alpha, live, k)
     distances, found = answers(scores, rows, ids, l2)
-    return distances, found, bad
+    return distances, found, rows, bad
 
 
 @numba.njit(**JIT, inline="always")

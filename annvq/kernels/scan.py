@@ -453,15 +453,16 @@ def saq_answer_one(Q, ids, cosine, W, CW, lead, start, n, keep, origin, msig, of
                    tail_dim, l2, prune, live, k):
     """A single query (1, dim) as `Index.search` answers it, in one call: checked and, for
     ``cosine``, normalised (`finite.query_rows`), then `saq_query_one`, then the reported
-    distances and the ids of ``ids`` (`driver.answers`). Returns (distances, ids, bad): bad is
-    -1, or the query's row when it is not finite or (cosine) zero, and nothing was searched."""
+    distances and the ids of ``ids`` (`driver.answers`). Returns (distances, ids, row positions,
+    bad): bad is -1, or the query's row when it is not finite or (cosine) zero, and nothing was
+    searched."""
     X, bad = query_rows(Q, cosine)
     if bad >= 0:
-        return np.empty((0, k), np.float32), np.empty((0, k), np.int64), bad
+        return np.empty((0, k), np.float32), np.empty((0, k), np.int64), np.empty((0, k), np.int64), bad
     _, _, scores, rows = saq_query_one(X, W, CW, lead, start, n, keep, origin, msig, offsets, block_offsets, packed,
                                        lanes, bounds, exact, codes, seg_dim, seg_len, seg_bits, seg_byte, fast_col,
                                        fast_planes, fast_dim, tail_dim, l2, prune, live, k)
     if cosine:
         unit_l2_as_ip(scores, rows)
     distances, found = answers(scores, rows, ids, l2 and not cosine)
-    return distances, found, bad
+    return distances, found, rows, bad

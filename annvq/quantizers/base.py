@@ -118,8 +118,8 @@ class Codec:
 
     def search_one(self, centroids: np.ndarray, lists, probe, k: int) -> Callable | None:
         """A function answering one query over ``lists`` as `Index.search` does, in one kernel
-        call: (writable C float32 (1, dim), ``live`` row bitset) -> (distances, ids, bad), bad >= 0
-        where the query is not finite or (cosine) zero and nothing was searched. Made once per
+        call: (writable C float32 (1, dim), ``live`` row bitset) -> (distances, ids, row positions,
+        bad), bad >= 0 where the query is not finite or (cosine) zero and nothing was searched. Made once per
         lists, probe and k; None where the codec has none, and every single query takes the plan
         path."""
         return None
