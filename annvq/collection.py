@@ -541,6 +541,10 @@ class Collection:
                exact: bool = False, params=None, filter=None) -> tuple[np.ndarray, np.ndarray]:
         """(distances (nq, k), ids (nq, k)) best first, as ``Index.search`` reports them; see
         `query` for the parameters."""
+        if filter is None and not exact and rerank is None and params is None:
+            found = self._search_one(self._check_open(), Q, k, nprobe)
+            if found is not None:
+                return found[:2]
         hits = self.query(Q, k, nprobe=nprobe, rerank=rerank, exact=exact, params=params, filter=filter)
         return hits.distances, hits.ids
 
@@ -561,9 +565,11 @@ class Collection:
         """
         state = self._check_open()
         if filter is None and not exact and probes is None and rerank is None and params is None:
-            hits = self._query_one(state, Q, k, nprobe)
-            if hits is not None:
-                return hits
+            found = self._search_one(state, Q, k, nprobe)
+            if found is not None:
+                distances, ids, rows = found
+                return Hits(distances, ids, rows >> 63, rows, state.parts,
+                            np.full(1, 1 if nprobe is None else nprobe), "ivf")
         planner = state.model or self._blank
         if probes is not None and (filter is not None or exact):
             raise InvalidParameterError("probes are for unfiltered IVF searches: a filter or exact=True "
@@ -593,20 +599,16 @@ class Collection:
         return hits
 
     @staticmethod
-    def _query_one(state: State, Q, k, nprobe) -> Hits | None:
-        """A single query over one encoded segment, without a filter or knobs, in one kernel call
-        (`Index.search_one`, the segment's tombstones as its live bitset): on a pydocs collection
-        48 us a query against 69 through the plan. None where that does not apply."""
+    def _search_one(state: State, Q, k, nprobe) -> tuple[np.ndarray, ...] | None:
+        """(distances, ids, rows) of a single query over one encoded segment, without a filter or
+        knobs, in one kernel call (`Index.search_one`, the segment's tombstones as its live
+        bitset): on a pydocs collection 48 us a query against 69 through the plan. None where
+        that does not apply."""
         if state.model is None or len(state.parts) != 1 or state.parts[0].segment.lists is None:
             return None
         part = state.parts[0]
-        found = state.model.search_one(Q, k, nprobe, lists=part.segment.lists, live=part.live_bits,
-                                       owner="Collection.search")
-        if found is None:
-            return None
-        distances, ids, rows = found
-        return Hits(distances, ids, rows >> 63, rows, state.parts, np.full(1, 1 if nprobe is None else nprobe),
-                    "ivf")
+        return state.model.search_one(Q, k, nprobe, lists=part.segment.lists, live=part.live_bits,
+                                      owner="Collection.search")
 
     @staticmethod
     def _nprobe_for_k(model: Index, plan: SearchPlan, pred: Bool, allowed: list) -> int:
