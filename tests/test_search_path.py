@@ -8,7 +8,8 @@ import pytest
 import golden_search as golden
 from annvq import Collection, Index, InvalidParameterError, InvalidVectorsError
 from annvq.ivf import Probe, nearest_lists
-from annvq.kernels.driver import ALL_ROWS, row_bitset
+from annvq.kernels import finite
+from annvq.kernels.driver import ALL_ROWS, answers, reported, row_bitset
 from annvq.kernels.finite import all_finite, query_rows, unit_rows
 from annvq.linalg import SMALL_ROWS
 from naive import clustered, exact_knn
@@ -279,10 +280,14 @@ def _fastmath_caller(Q, unit):
 
 def test_query_rows_name_the_first_bad_row_under_a_fastmath_caller():
     """The one-call kernels' check: the first row holding NaN or Inf, or for cosine the first
-    zero row; the unit rows otherwise. Called from a fastmath kernel, as the kernels call it
-    (without ``fastmath=False`` of its own it would take the caller's flags and let NaN pass)."""
+    zero row; the unit rows otherwise. Called from a fastmath kernel first, as the kernels call
+    it: without ``fastmath=False`` of its own, a function compiled there takes the caller's flags
+    and lets NaN pass. Once numba's disk cache holds a compile the order no longer shows that, so
+    the flag itself is checked on every kernel a fastmath kernel calls for checks or infinities."""
+    for kernel in (all_finite, unit_rows, query_rows, finite._block_sum, finite._pairwise_sum, reported, answers):
+        assert kernel.targetoptions.get("fastmath") is False, kernel.py_func.__name__
     Q = np.ones((4, DIM), np.float32)
-    for check in (query_rows, _fastmath_caller):
+    for check in (_fastmath_caller, query_rows):
         for bad in (np.nan, np.inf, -np.inf):
             Y = Q.copy()
             Y[2, 7] = bad

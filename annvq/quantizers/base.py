@@ -159,9 +159,8 @@ class Codec:
                     scores, rows = self.search(plan, centroids, lists, probe, 1, live)
             plan.answers(scores, rows, readonly(lists.ids))  # what every search ends with
         search_one = self.search_one(centroids, lists, probe, 1)
-        if search_one is not None:
-            for live in (ALL_ROWS, np.ones(2, np.uint8)):
-                search_one(X[:1], live)
+        if search_one is not None:  # any row bitset is the type of ALL_ROWS: one specialisation
+            search_one(X[:1], ALL_ROWS)
         self._cache = {}  # drop what was derived from the warm-up's lists
 
     def _cached(self, key: Hashable, obj, make):
