@@ -240,6 +240,21 @@ def test_saq_vs_rabitq_runs_an_angular_dataset_with_its_own_nlist(tmp_path, monk
     assert all(r["recall"] > 0.8 for r in rows if r["nprobe"] == 16)  # every list read: 4-bit codes alone
 
 
+def test_build_time_interleaves_timed_builds_after_a_warm_round(tmp_path, monkeypatch, capsys):
+    from bench.build_time import main
+
+    monkeypatch.chdir(tmp_path)  # the dataset is prepared under ./datasets
+    main(["--dataset", "random-xs-20-euclidean", "--nlist", "16", "--threads", "1", "--rounds", "2",
+          "--only", "annvq CAQ4", "rabitqlib nbits=4", "--out", "times.json", "-q"])
+    table = capsys.readouterr().out
+    assert "IVF16 shared centroids, 1 threads, 2 rounds" in table and "| annvq CAQ4 |" in table
+    times = json.loads((tmp_path / "times.json").read_text())
+    assert set(times) == {"annvq CAQ4", "rabitqlib nbits=4"}
+    assert all(len(ts) == 2 and all(t > 0 for t in ts) for ts in times.values())
+    with pytest.raises(SystemExit):
+        main(["--only", "annvq SAQ4 m=4"])
+
+
 def test_annvq_wrapper_passes_codec_params():
     from annvq.errors import InvalidParameterError
     from bench.algorithms.annvq_ivf import AnnvqIVF

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from naive import clustered, exact_knn, recall
 
-from annvq import Index
+from annvq import Index, linalg
 from annvq.errors import InvalidParameterError, InvalidSpecError, InvalidVectorsError
 from annvq.ivf import nearest_lists
 from annvq.kernels.half import as_half_bits
-from annvq.kernels.probe import LEAD, nearest_centroids, nearest_centroids_batch, nearest_centroids_raw, probe_operands
+from annvq.kernels.probe import (LEAD, nearest_centroids, nearest_centroids_batch, nearest_centroids_raw,
+                                nearest_residuals, probe_operands)
 from annvq.kernels.scan import FAST_SIGMAS, fast_terms
 from annvq.quantizers.code_adjustment import grid_vectors, prefix
 from annvq.linalg import apply_pca, fit_pca, pad64, random_orthogonal
@@ -312,6 +313,33 @@ def test_pruned_probe_equals_brute_force(decay, l2):
                                        atol=1e-4)
 
 
+@pytest.mark.parametrize("decay", [0.0, 0.05])
+def test_nearest_residuals_are_the_residuals_to_the_nearest_centroid(decay):
+    """Encoding's fused assignment: each row's nearest centroid (as brute force finds it), the row
+    replaced by its residual to it, and the residual's squared norm from the tail column on."""
+    rng = np.random.default_rng(7)
+    scale = np.exp(-decay * np.arange(192)).astype(np.float32)
+    C = rng.standard_normal((300, 192)).astype(np.float32) * scale
+    X = rng.standard_normal((500, 192)).astype(np.float32) * scale
+    d = ((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(-1)
+    R = X.copy()
+    lists, tails = nearest_residuals(R, C, *probe_operands(C, True), 150)
+    np.testing.assert_allclose(d[np.arange(500), lists], d.min(1), rtol=1e-5)
+    np.testing.assert_allclose(R, X - C[lists], atol=1e-6)
+    np.testing.assert_allclose(tails, ((X.astype(np.float64) - C[lists])[:, 150:] ** 2).sum(1), rtol=1e-5)
+
+
+def test_pca_covariance_over_chunks_and_threads_equals_numpys(monkeypatch):
+    """fit_pca sums the covariance chunk by chunk on several threads: the variances are numpy's
+    float64 covariance eigenvalues, whatever the chunking."""
+    X = clustered(1000, 64, seed=8) + 100  # an offset, so the centring matters
+    want = np.sort(np.linalg.eigvalsh(np.cov(X.astype(np.float64).T, bias=True)))[::-1]
+    for chunk in (7, 64, 4096):
+        monkeypatch.setattr(linalg, "COVARIANCE_CHUNK", chunk)
+        _, _, var = fit_pca(X, np.random.default_rng(0))
+        np.testing.assert_allclose(var, want, rtol=1e-4, atol=1e-5 * want[0])
+
+
 @pytest.mark.parametrize("spec,metric", [("IVF16,SAQ4", "l2"), ("IVF16,SAQ1.5", "l2"), ("IVF16,CAQ4", "l2"),
                                          ("IVF16,SAQ4", "cosine"), ("IVF16,SAQ4", "ip")])
 def test_single_queries_probe_the_lists_a_batch_probes(data128, spec, metric):
@@ -457,7 +485,7 @@ def test_cosine_has_no_stage_0():
 WARM_CHECK = """
 import numba, numpy as np
 import importlib
-from annvq import Index
+from annvq import Index, linalg
 from annvq.kernels import driver
 
 modules = [importlib.import_module("annvq.kernels." + name)

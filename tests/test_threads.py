@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from annvq.threads import at_most, set_threads
+from annvq.linalg import matmul
+from annvq.threads import at_most, set_threads, split_rows
 
 
 def test_set_threads_caps_numba_and_blas():
@@ -46,3 +47,60 @@ def test_at_most_caps_numba_threads_in_this_thread_only_and_restores():
     assert seen_elsewhere == [numba.config.NUMBA_NUM_THREADS]  # other threads keep numba's default
     with at_most(before + 1):  # never raises the count
         assert numba.get_num_threads() == before
+
+
+def blas_threads() -> list[int]:
+    """Threads of the BLAS libraries with a process-wide setting (numpy's OpenBLAS runs on
+    pthreads; an OpenMP-threaded one, as faiss bundles, has a setting per calling thread)."""
+    return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+            if i["user_api"] == "blas" and i.get("threading_layer") != "openmp"]
+
+
+def test_split_rows_covers_the_rows_on_numba_threads_with_blas_single_threaded():
+    np.ones((64, 64)) @ np.ones((64, 64))  # numpy's BLAS is loaded by now
+    before = blas_threads()
+    seen = []
+
+    def work(a, b):
+        seen.append((a, b, threading.get_ident(), blas_threads()))
+        return b - a
+
+    assert sum(split_rows(work, 1001)) == 1001
+    assert [(a, b) for a, b, _, _ in sorted(seen)] == [
+        (1001 * i // numba.get_num_threads(), 1001 * (i + 1) // numba.get_num_threads())
+        for i in range(numba.get_num_threads())]
+    if numba.get_num_threads() > 1:
+        assert all(threads == [1] * len(before) for *_, threads in seen)
+        assert len({ident for _, _, ident, _ in seen}) > 1 or len(seen) == 1
+    assert blas_threads() == before  # restored
+    with at_most(1):  # one thread: the caller does the work itself, BLAS untouched
+        assert split_rows(lambda a, b: (a, b, threading.get_ident(), blas_threads()), 10) == [
+            (0, 10, threading.get_ident(), before)]
+
+
+def test_concurrent_split_rows_take_turns_each_with_blas_single_threaded():
+    np.ones((64, 64)) @ np.ones((64, 64))
+    before = blas_threads()
+    seen = []
+    callers = [threading.Thread(target=split_rows, args=(lambda a, b: seen.append(blas_threads()), 100))
+               for _ in range(3)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert len(seen) == 3 * min(numba.config.NUMBA_NUM_THREADS, 100)  # fresh threads: numba's default
+    if numba.config.NUMBA_NUM_THREADS > 1:
+        assert all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before
+
+
+@pytest.mark.parametrize("rows,inner,cols", [(3, 48, 40), (200, 48, 40), (1100, 400, 320)])
+def test_matmul_equals_numpy_into_out_or_a_new_array(rows, inner, cols):
+    """A few rows (numba), a small batch (one BLAS call) and a large one (row blocks on threads)."""
+    rng = np.random.default_rng(rows)
+    X, W = rng.standard_normal((rows, inner)).astype(np.float32), rng.standard_normal((inner, cols)).astype(np.float32)
+    want = X.astype(np.float64) @ W
+    np.testing.assert_allclose(matmul(X, W), want, rtol=1e-4, atol=1e-3)
+    out = np.full((rows, cols), np.nan, np.float32)
+    assert matmul(X, W, out=out) is out
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)

@@ -24,10 +24,11 @@ from ..kernels.driver import unit_l2_as_ip
 from ..kernels.fastscan import pack_blocks
 from ..kernels.flat import small_matmul
 from ..kernels.half import as_half_bits, from_half_bits
-from ..kernels.probe import LEAD, nearest_centroids, nearest_centroids_batch, nearest_centroids_raw, probe_operands
+from ..kernels.probe import (LEAD, nearest_centroids, nearest_centroids_batch, nearest_centroids_raw,
+                             nearest_residuals, probe_operands)
 from ..kernels.scan import (FAST_BITS, NO_BOUND, fast_terms, saq_answer_one, saq_query_one, saq_scan, saq_scan_one,
                             segment_sigmas)
-from ..linalg import SMALL_ROWS, block_diag, fit_pca, padded_dim, random_orthogonal
+from ..linalg import SMALL_ROWS, block_diag, fit_pca, matmul, padded_dim, random_orthogonal
 from ..validation import check_int
 from .allocation import check_bits, plan_segments
 from .base import Codec
@@ -118,7 +119,7 @@ class SAQCodec(Codec):
         rotations = [random_orthogonal(length, rng) for length, bits in plan if bits]
         pca = np.zeros((self.dim, self.padded_dim), np.float32)
         pca[:, :self.dim] = self.components_
-        self._set_model(plan, pca @ block_diag(rotations, self.padded_dim))
+        self._set_model(plan, matmul(pca, block_diag(rotations, self.padded_dim)))
         return self
 
     def _set_model(self, plan, transform):
@@ -160,7 +161,7 @@ class SAQCodec(Codec):
         X = np.asarray(X, dtype=np.float32)
         if len(X) <= SMALL_ROWS:
             return small_matmul(np.ascontiguousarray(X), self._w_half)
-        return X @ self._w_search
+        return matmul(X, self._w_search)
 
     # --- encoding --------------------------------------------------------------------------
     def encode(self, X, centroids, assign):
@@ -170,7 +171,7 @@ class SAQCodec(Codec):
         for a in range(0, len(X), ENCODE_CHUNK):
             b = min(len(X), a + ENCODE_CHUNK)
             residual = np.asarray(X[a:b], np.float32) - centroids[assign[a:b]]
-            O = residual @ coded
+            O = matmul(residual, coded)
             # The transform is orthogonal: the tail holds whatever norm the coded part lacks.
             tail = (np.einsum("ij,ij->i", residual, residual, dtype=np.float64)
                     - np.einsum("ij,ij->i", O, O, dtype=np.float64))
@@ -187,19 +188,17 @@ class SAQCodec(Codec):
             return super().assign_encode(X, centroids, nearest)
         self._check_trained("encode")
         def rotated():  # by the exact transform, as the rows
-            CW = readonly(np.ascontiguousarray(centroids @ self.transform_))
+            CW = readonly(matmul(centroids, self.transform_))
             return (CW, *map(readonly, probe_operands(CW, True)))
         CW, lead, start = self._cached("exact centroids", centroids, rotated)
         assign = np.empty(len(X), np.int64)
         codes, factors = self._empty_codes(len(X))
+        rotated_rows = np.empty((min(len(X), ENCODE_CHUNK), self.padded_dim), np.float32)  # reused: no page faults
         for a in range(0, len(X), ENCODE_CHUNK):
             b = min(len(X), a + ENCODE_CHUNK)
-            R = np.asarray(X[a:b], np.float32) @ self.transform_
-            assign[a:b] = nearest_centroids_batch(R, CW, lead, start, 1, ALL_LISTS)[:, 0]
-            R -= CW[assign[a:b]]
-            T = R[:, self.tail_dim:]
-            self._encode_rotated(R[:, :self.tail_dim], np.einsum("ij,ij->i", T, T, dtype=np.float64),
-                                 codes[a:b], factors[a:b])
+            R = matmul(X[a:b], self.transform_, out=rotated_rows[:b - a])
+            assign[a:b], tail = nearest_residuals(R, CW, lead, start, self.tail_dim)
+            self._encode_rotated(R[:, :self.tail_dim], tail, codes[a:b], factors[a:b])
         return assign, codes, factors
 
     def _empty_codes(self, n: int) -> tuple[np.ndarray, np.ndarray]:
