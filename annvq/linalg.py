@@ -21,8 +21,8 @@ COVARIANCE_CHUNK = 8192
 #: Products with at most this many rows run on one thread in numba: for a query or two, waking
 #: BLAS's thread pool costs more than the product, and far more on a busy machine.
 SMALL_ROWS = 8
-#: Products of fewer multiply-adds are one BLAS call: handing row blocks to threads costs 0.3-0.4 ms
-#: here (a batch of 9 to 128 fashion-mnist queries), a tenth of the time for 2^27 multiply-adds.
+#: Products of fewer multiply-adds are one single-threaded BLAS call: handing row blocks to threads
+#: costs 0.3-0.4 ms here (a batch of 9 to 128 fashion-mnist queries), a tenth of the time for 2^27.
 SPLIT_PRODUCT = 2 ** 27
 
 
@@ -81,16 +81,16 @@ def apply_pca(X: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.nda
 
 
 def matmul(X: np.ndarray, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``X @ W`` in float32 (into ``out`` if given): a single-threaded kernel for a few rows, and for
-    large batches BLAS over row blocks on annvq's threads (`threads.split_rows`: no BLAS workers
-    left spinning to slow the numba kernel that reads the product)."""
+    """``X @ W`` in float32 (into ``out`` if given): a single-threaded kernel for a few rows, BLAS on
+    the caller's thread for small batches and over row blocks on annvq's threads for large ones
+    (`threads.split_rows`: no BLAS workers left spinning to slow the numba kernel that reads the
+    product)."""
     X = np.asarray(X, dtype=np.float32)
     if len(X) <= SMALL_ROWS and out is None:
         return small_matmul(np.ascontiguousarray(X), W)
     out = np.empty((len(X), W.shape[1]), np.float32) if out is None else out
-    if X.shape[0] * X.shape[1] * W.shape[1] < SPLIT_PRODUCT:
-        return np.matmul(X, W, out=out)
-    split_rows(lambda a, b: np.matmul(X[a:b], W, out=out[a:b]), len(X))
+    parts = 1 if X.shape[0] * X.shape[1] * W.shape[1] < SPLIT_PRODUCT else None
+    split_rows(lambda a, b: np.matmul(X[a:b], W, out=out[a:b]), len(X), parts)
     return out
 
 

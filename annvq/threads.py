@@ -60,9 +60,10 @@ def _blas_controller() -> threadpoolctl.ThreadpoolController:
     return _blas["controller"]
 
 
-def split_rows(work: Callable[[int, int], object], n: int) -> list:
-    """``[work(a, b), ...]`` over contiguous row ranges of [0, n), one per numba thread, each on its
-    own Python thread with BLAS on that thread alone.
+def split_rows(work: Callable[[int, int], object], n: int, parts: int | None = None) -> list:
+    """``[work(a, b), ...]`` over contiguous row ranges of [0, n), ``parts`` of them (default one
+    per numba thread), each on its own Python thread with BLAS on that thread alone; one part runs
+    on the caller's thread.
 
     For BLAS products followed by numba kernels: OpenBLAS's own workers busy-wait for about 2^28
     cycles (0.1 s) after every call, its thread timeout, and meanwhile take cores from the kernel
@@ -70,11 +71,13 @@ def split_rows(work: Callable[[int, int], object], n: int) -> list:
     Concurrent callers take turns: each already has every thread busy, and threadpoolctl lets one
     Python thread at a time set OpenBLAS's process-wide limit.
     """
-    parts = min(numba.get_num_threads(), n)
-    if parts <= 1:
-        return [work(0, n)]
+    parts = max(1, min(parts or numba.get_num_threads(), n))
     cuts = [n * i // parts for i in range(parts + 1)]
-    with _lock:
-        pool = _pools.get(parts) or _pools.setdefault(parts, ThreadPoolExecutor(parts, "annvq-blas"))
+    pool = None
+    if parts > 1:
+        with _lock:
+            pool = _pools.get(parts) or _pools.setdefault(parts, ThreadPoolExecutor(parts, "annvq-blas"))
     with _blas_lock, _blas_controller().limit(limits=1, user_api="blas"):
+        if pool is None:
+            return [work(0, n)]
         return list(pool.map(work, cuts[:-1], cuts[1:]))

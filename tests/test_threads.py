@@ -57,6 +57,8 @@ def blas_threads() -> list[int]:
 
 
 def test_split_rows_covers_the_rows_on_numba_threads_with_blas_single_threaded():
+    """A part per numba thread unless told, each on its own thread; one part on the caller's; BLAS
+    on one thread inside, as before after."""
     np.ones((64, 64)) @ np.ones((64, 64))  # numpy's BLAS is loaded by now
     before = blas_threads()
     seen = []
@@ -73,9 +75,11 @@ def test_split_rows_covers_the_rows_on_numba_threads_with_blas_single_threaded()
         assert all(threads == [1] * len(before) for *_, threads in seen)
         assert len({ident for _, _, ident, _ in seen}) > 1 or len(seen) == 1
     assert blas_threads() == before  # restored
-    with at_most(1):  # one thread: the caller does the work itself, BLAS untouched
-        assert split_rows(lambda a, b: (a, b, threading.get_ident(), blas_threads()), 10) == [
-            (0, 10, threading.get_ident(), before)]
+    one_part = [(0, 10, threading.get_ident(), [1] * len(before))]  # on the caller's thread
+    with at_most(1):
+        assert split_rows(lambda a, b: (a, b, threading.get_ident(), blas_threads()), 10) == one_part
+    assert split_rows(lambda a, b: (a, b, threading.get_ident(), blas_threads()), 10, parts=1) == one_part
+    assert blas_threads() == before
 
 
 def test_concurrent_split_rows_take_turns_each_with_blas_single_threaded():

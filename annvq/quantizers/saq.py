@@ -129,6 +129,10 @@ class SAQCodec(Codec):
         self._w_half = readonly(as_half_bits(self.transform_))
         self._w_search = readonly(from_half_bits(self._w_half))
         self._w_lead = readonly(np.ascontiguousarray(self._w_half[:, :LEAD]))  # a probe's first pass
+        # the columns a row reaches (past dim the padding stays zero outside the rotated
+        # segments), and at least the probe's first pass
+        width = max(self.tail_dim, self.dim, LEAD)
+        self._w_exact = readonly(np.ascontiguousarray(self.transform_[:, :width]))
         self._cache = {}
         segs = self.segments
         self._unbounded = readonly(np.full((1, len(segs)), NO_BOUND, np.float32))  # one query's, m = inf
@@ -182,21 +186,21 @@ class SAQCodec(Codec):
         """For L2 after a PCA, the lists are found in the codec's basis (`kernels.probe`, exact):
         the rows are rotated once, and their rotated residual is the difference of two rotated
         rows, instead of a second product. On fashion-mnist (one thread) the assignment took
-        0.4-0.65 s against faiss's 1.2-2.3 s in the same runs; the one product is 18% wider than
-        the coded columns alone, as the probe needs the tail's distances."""
+        0.4-0.65 s against faiss's 1.2-2.3 s in the same runs; the one product is 11% wider than
+        the coded columns alone, as the probe needs the tail's distances (`_w_exact`)."""
         if not self._probes_itself or self.metric != "l2" or len(centroids) == 1:
             return super().assign_encode(X, centroids, nearest)
         self._check_trained("encode")
         def rotated():  # by the exact transform, as the rows
-            CW = readonly(matmul(centroids, self.transform_))
+            CW = readonly(matmul(centroids, self._w_exact))
             return (CW, *map(readonly, probe_operands(CW, True)))
         CW, lead, start = self._cached("exact centroids", centroids, rotated)
         assign = np.empty(len(X), np.int64)
         codes, factors = self._empty_codes(len(X))
-        rotated_rows = np.empty((min(len(X), ENCODE_CHUNK), self.padded_dim), np.float32)  # reused: no page faults
+        rotated_rows = np.empty((min(len(X), ENCODE_CHUNK), self._w_exact.shape[1]), np.float32)  # reused
         for a in range(0, len(X), ENCODE_CHUNK):
             b = min(len(X), a + ENCODE_CHUNK)
-            R = matmul(X[a:b], self.transform_, out=rotated_rows[:b - a])
+            R = matmul(X[a:b], self._w_exact, out=rotated_rows[:b - a])
             assign[a:b], tail = nearest_residuals(R, CW, lead, start, self.tail_dim)
             self._encode_rotated(R[:, :self.tail_dim], tail, codes[a:b], factors[a:b])
         return assign, codes, factors
@@ -209,8 +213,7 @@ class SAQCodec(Codec):
         squared norm of the rest."""
         words = codes.view(np.uint64)
         for s, ((start, length, bits), w) in enumerate(zip(self.segments, self._seg_word)):
-            seg_codes, norms, rescale = caq_encode(np.ascontiguousarray(O[:, start:start + length]), bits,
-                                                   self.rounds)
+            seg_codes, norms, rescale = caq_encode(O[:, start:start + length], bits, self.rounds)  # a view: no copy
             words[:, w:w + bits * length // 64] = pack_planes(seg_codes, bits)
             factors[:, 2 * s], factors[:, 2 * s + 1] = norms, rescale
         if self.tail_dim < self.padded_dim:
