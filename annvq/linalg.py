@@ -16,8 +16,9 @@ from .threads import split_rows
 BLOCK = 64
 #: PCA is fitted on at most this many rows (a sample): the covariance converges long before.
 PCA_SAMPLE = 65536
-#: Rows centred at a time for the covariance.
+#: Rows shifted at a time for the covariance, and rows whose mean is the shift.
 COVARIANCE_CHUNK = 8192
+SHIFT_ROWS = 1024
 #: Products with at most this many rows run on one thread in numba: for a query or two, waking
 #: BLAS's thread pool costs more than the product, and far more on a busy machine.
 SMALL_ROWS = 8
@@ -54,22 +55,26 @@ def fit_pca(X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     """
     if len(X) > PCA_SAMPLE:
         X = X[np.sort(rng.choice(len(X), PCA_SAMPLE, replace=False))]
-    mean = np.asarray(X).mean(axis=0, dtype=np.float64)  # accumulated in float64, X not copied
-    # The covariance chunk by chunk, a block of rows per thread (`threads.split_rows`): float32
-    # products (half the time of float64) of centred chunks, summed in float64 for eigh; no
-    # centred copy of all of X to allocate.
-    centre = mean.astype(np.float32)
+    # One pass, a block of rows per thread (`threads.split_rows`), around a shift s (the mean of
+    # the first rows): the scatter of x - s and its column sums, so with d = mean(x - s),
+    # cov = mean((x - s)(x - s)^T) - d d^T and the mean is s + d. The products are float32 (half
+    # the time of float64) on chunks, summed in float64 for eigh; no centred copy of X to allocate.
+    shift = np.asarray(X[:SHIFT_ROWS]).mean(axis=0, dtype=np.float64).astype(np.float32)
 
-    def scatter(first: int, end: int) -> np.ndarray:
-        part = np.zeros((X.shape[1], X.shape[1]))
-        centred = np.empty((min(end - first, COVARIANCE_CHUNK), X.shape[1]), np.float32)
+    def scatter(first: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        part, sums = np.zeros((X.shape[1], X.shape[1])), np.zeros(X.shape[1])
+        shifted = np.empty((min(end - first, COVARIANCE_CHUNK), X.shape[1]), np.float32)
         for a in range(first, end, COVARIANCE_CHUNK):
             rows = X[a:min(end, a + COVARIANCE_CHUNK)]
-            B = np.subtract(rows, centre, out=centred[:len(rows)])
+            B = np.subtract(rows, shift, out=shifted[:len(rows)])
             part += B.T @ B
-        return part
+            sums += B.sum(axis=0, dtype=np.float64)
+        return part, sums
 
-    eigvals, eigvecs = np.linalg.eigh(sum(split_rows(scatter, len(X))) / len(X))
+    parts = split_rows(scatter, len(X))
+    d = sum(s for _, s in parts) / len(X)
+    mean = shift + d
+    eigvals, eigvecs = np.linalg.eigh(sum(p for p, _ in parts) / len(X) - np.outer(d, d))
     order = np.argsort(eigvals)[::-1]
     return (mean.astype(np.float32), np.ascontiguousarray(eigvecs[:, order], dtype=np.float32),
             np.maximum(eigvals[order], 0).astype(np.float32))

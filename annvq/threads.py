@@ -4,6 +4,7 @@ BLAS libraries numpy and faiss load (threadpoolctl finds them)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,16 @@ _lock = threading.Lock()
 _blas_lock = threading.Lock()
 _blas = {"controller": None}
 _pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: it makes its own pools and locks."""
+    global _lock, _blas_lock
+    _lock, _blas_lock = threading.Lock(), threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def set_threads(n: int) -> None:

@@ -108,3 +108,25 @@ def test_matmul_equals_numpy_into_out_or_a_new_array(rows, inner, cols):
     out = np.full((rows, cols), np.nan, np.float32)
     assert matmul(X, W, out=out) is out
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
+
+
+def test_a_forked_child_splits_rows_on_threads_and_locks_of_its_own():
+    """A fork copies the parent's locks, held or not, and none of its threads: forked while a
+    product holds the BLAS lock, the child still splits rows."""
+    import multiprocessing
+
+    from annvq import threads
+
+    split_rows(lambda a, b: None, 100)  # the parent's pools exist now
+    with threads._blas_lock:  # a product in flight in another thread at the fork
+        pool = multiprocessing.get_context("fork").Pool(1)
+    try:
+        assert pool.apply_async(split_rows, (_rows, 100)).get(timeout=60) == [
+            (100 * i // numba.get_num_threads(), 100 * (i + 1) // numba.get_num_threads())
+            for i in range(numba.get_num_threads())]
+    finally:
+        pool.terminate()
+
+
+def _rows(a, b):
+    return a, b
