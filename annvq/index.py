@@ -143,15 +143,14 @@ class Index:
             assign, codes, factors = self.codec.assign_encode(chunk, self.centroids_,
                                                               lambda X: self._assign(X, self.centroids_))
             parts.append((assign, codes, factors))
-        return InvertedLists.from_rows(
-            self.nlist, np.concatenate([p[0] for p in parts]), ids,
-            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
-            X if self.store_vectors else None,
-        )
+        joined = [p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts)]  # one chunk: no copy
+        return InvertedLists.from_rows(self.nlist, joined[0], ids, joined[1], joined[2],
+                                       X if self.store_vectors else None)
 
     def add(self, X, ids=None) -> "Index":
         """Encode X and append it to the lists; ids default to 0, 1, 2, ... in insertion order."""
-        self.lists = self.lists.merge(self.encode_lists(X, ids))
+        new = self.encode_lists(X, ids)
+        self.lists = new if self.lists.ntotal == 0 else self.lists.merge(new)  # the first add: no copy
         return self
 
     def with_lists(self, lists: InvertedLists) -> "Index":
