@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels.flat import small_matmul
-from .threads import split_rows
+from .threads import blas_on_callers, split_rows
 
 #: Codes are packed in 64-bit words, so both SAQ and RaBitQ pad vectors to a multiple of 64.
 BLOCK = 64
@@ -43,7 +43,8 @@ def pad64(X: np.ndarray) -> np.ndarray:
 def random_orthogonal(d: int, rng: np.random.Generator, batch: tuple[int, ...] = ()) -> np.ndarray:
     """Haar-random orthogonal (d, d) matrices (``batch + (d, d)``): QR of Gaussian matrices,
     signs fixed by diag(R); without the sign fix the distribution is not uniform."""
-    q, r = np.linalg.qr(rng.standard_normal((*batch, d, d)))
+    with blas_on_callers():  # as in `fit_pca`: no BLAS workers left spinning
+        q, r = np.linalg.qr(rng.standard_normal((*batch, d, d)))
     return (q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[..., None, :]).astype(np.float32)
 
 
@@ -74,7 +75,8 @@ def fit_pca(X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     parts = split_rows(scatter, len(X))
     d = sum(s for _, s in parts) / len(X)
     mean = shift + d
-    eigvals, eigvecs = np.linalg.eigh(sum(p for p, _ in parts) / len(X) - np.outer(d, d))
+    with blas_on_callers():  # LAPACK's BLAS workers would spin into the numba kernels that follow
+        eigvals, eigvecs = np.linalg.eigh(sum(p for p, _ in parts) / len(X) - np.outer(d, d))
     order = np.argsort(eigvals)[::-1]
     return (mean.astype(np.float32), np.ascontiguousarray(eigvecs[:, order], dtype=np.float32),
             np.maximum(eigvals[order], 0).astype(np.float32))

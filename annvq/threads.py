@@ -79,8 +79,7 @@ def split_rows(work: Callable[[int, int], object], n: int, parts: int | None = N
     For BLAS products followed by numba kernels: OpenBLAS's own workers busy-wait for about 2^28
     cycles (0.1 s) after every call, its thread timeout, and meanwhile take cores from the kernel
     that runs next. Building fashion-mnist's SAQ4 index on 2 threads spent 0.3 s of 1.95 that way.
-    Concurrent callers take turns: each already has every thread busy, and threadpoolctl lets one
-    Python thread at a time set OpenBLAS's process-wide limit.
+    Concurrent callers take turns (`blas_on_callers`): each already has every thread busy.
     """
     parts = max(1, min(parts or numba.get_num_threads(), n))
     cuts = [n * i // parts for i in range(parts + 1)]
@@ -88,7 +87,16 @@ def split_rows(work: Callable[[int, int], object], n: int, parts: int | None = N
     if parts > 1:
         with _lock:
             pool = _pools.get(parts) or _pools.setdefault(parts, ThreadPoolExecutor(parts, "annvq-blas"))
-    with _blas_lock, _blas_controller().limit(limits=1, user_api="blas"):
+    with blas_on_callers():
         if pool is None:
             return [work(0, n)]
         return list(pool.map(work, cuts[:-1], cuts[1:]))
+
+
+@contextlib.contextmanager
+def blas_on_callers() -> Iterator[None]:
+    """BLAS runs each call on its caller's thread meanwhile, leaving no workers to spin after it
+    (`split_rows`). Concurrent callers take turns: threadpoolctl lets one Python thread at a time
+    set OpenBLAS's process-wide limit."""
+    with _blas_lock, _blas_controller().limit(limits=1, user_api="blas"):
+        yield
