@@ -63,7 +63,6 @@ def at_most(n: int) -> Iterator[None]:
         numba.set_num_threads(before)
 
 
-
 def _blas_controller() -> threadpoolctl.ThreadpoolController:
     """Made on first use, once numpy's BLAS is loaded: it scans the loaded libraries."""
     if _blas["controller"] is None:
@@ -73,8 +72,8 @@ def _blas_controller() -> threadpoolctl.ThreadpoolController:
 
 def split_rows(work: Callable[[int, int], object], n: int, parts: int | None = None) -> list:
     """``[work(a, b), ...]`` over contiguous row ranges of [0, n), ``parts`` of them (default one
-    per numba thread), each on its own Python thread with BLAS on that thread alone; one part runs
-    on the caller's thread.
+    per numba thread), each on its own Python thread with BLAS on that thread alone; a single part
+    runs on the caller's thread.
 
     For BLAS products followed by numba kernels: OpenBLAS's own workers busy-wait for about 2^28
     cycles (0.1 s) after every call, its thread timeout, and meanwhile take cores from the kernel
