@@ -72,8 +72,8 @@ def _blas_controller() -> threadpoolctl.ThreadpoolController:
 
 def split_rows(work: Callable[[int, int], object], n: int, parts: int | None = None) -> list:
     """``[work(a, b), ...]`` over contiguous row ranges of [0, n), ``parts`` of them (default one
-    per numba thread), each on its own Python thread with BLAS on that thread alone; a single part
-    runs on the caller's thread.
+    per numba thread), on a pool of as many Python threads, with BLAS on its caller's thread alone;
+    a single part runs on the caller's thread.
 
     For BLAS products followed by numba kernels: OpenBLAS's own workers busy-wait for about 2^28
     cycles (0.1 s) after every call, its thread timeout, and meanwhile take cores from the kernel
