@@ -8,13 +8,15 @@ are read from the snapshot that was searched, without a second lookup by id.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from .kernels.config import readonly
-from .kernels.driver import WORST
+from .kernels.driver import WORST, row_ids
+from .kernels.topk import merge_sorted
 from .plan import SearchPlan
 from .segments import Part
 
@@ -55,18 +57,14 @@ class Hits:
             return cls(*plan.answers(scores, rows, readonly(parts[0].segment.ids)), rows >> 63, rows,
                        parts, nprobe, strategy)
         if not found:
-            scores, rows, part = np.full(shape, WORST, np.float32), np.full(shape, -1, np.int64), None
-        else:
-            scores = np.concatenate([s for s, _ in found], axis=1)
-            rows = np.concatenate([r for _, r in found], axis=1)
-            part = np.concatenate([np.full(r.shape, i, np.int64) for i, (_, r) in enumerate(found)], axis=1)
-            order = np.argsort(scores, axis=1, kind="stable")[:, :plan.k]
-            scores, rows, part = (np.take_along_axis(a, order, 1) for a in (scores, rows, part))
-        part = np.full(shape, -1, np.int64) if part is None else np.where(rows < 0, -1, part)
-        ids = np.full(shape, -1, np.int64)
-        for i, p in enumerate(parts):
-            at = part == i
-            ids[at] = p.segment.ids[rows[at]]
+            scores, rows = np.full(shape, WORST, np.float32), np.full(shape, -1, np.int64)
+            ids, part = rows.copy(), rows.copy()
+        else:  # each part's ids first (one call each), then a k-way merge on the raw scores
+            starts = np.array(list(itertools.accumulate((r.shape[1] for _, r in found), initial=0)))
+            scores, rows, ids, part = merge_sorted(
+                np.concatenate([s for s, _ in found], axis=1), np.concatenate([r for _, r in found], axis=1),
+                np.concatenate([row_ids(r, readonly(p.segment.ids)) for p, (_, r) in zip(parts, found)], axis=1),
+                starts, plan.k)
         return cls(plan.report(scores, rows), ids, part, rows, parts, nprobe, strategy)
 
     def _located(self, qi: int):

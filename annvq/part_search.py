@@ -24,8 +24,9 @@ from .filters import Bool
 from .index import Index
 from .ivf import InvertedLists
 from .kernels.config import readonly
-from .kernels.driver import WORST
+from .kernels.driver import WORST, row_ids
 from .kernels.flat import ivf_flat_scan, ivf_raw_scan, ivf_raw_scan_one, rows_flat_scan, rows_flat_scan_one
+from .kernels.topk import merge_sorted
 from .linalg import SMALL_ROWS
 from .plan import QueryCache, SearchPlan
 from .segments import Part
@@ -121,10 +122,14 @@ def scan_part(model: Index | None, part: Part, plan: SearchPlan, pred: Bool | No
 
 
 def warmup() -> None:
-    """Compile (or load from numba's cache) the exact kernels, so no first query pays for it."""
+    """Compile (or load from numba's cache) the exact kernels and the merge of several parts'
+    hits (`Hits.merge`), so no first query pays for it."""
     Q, one = readonly(np.zeros((1, 4), np.float32)), readonly(np.zeros(1, np.int64))
     probes, offsets = readonly(np.zeros((1, 1), np.int64)), readonly(np.array([0, 1], np.int64))
     live = readonly(np.ones(1, np.uint8))
+    merge_sorted(np.zeros((1, 2), np.float32), np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64),
+                 np.array([0, 1, 2]), 1)
+    row_ids(np.zeros((1, 1), np.int64), one)
     for l2 in (True, False):
         rows_flat_scan(Q, one, Q, l2, 1)
         rows_flat_scan_one(Q, one, Q, l2, 1)

@@ -4,7 +4,8 @@ import numba
 import numpy as np
 import pytest
 
-from annvq.kernels.topk import heap_pop, heap_push, heap_sort, heapify
+from annvq.kernels.driver import WORST
+from annvq.kernels.topk import heap_pop, heap_push, heap_sort, heapify, merge_sorted
 
 
 @numba.njit
@@ -43,3 +44,30 @@ def test_bounded_heap_keeps_the_k_smallest_in_order():
     s, lab = _top(scores, 10)
     np.testing.assert_array_equal(lab, np.argsort(scores, kind="stable")[:10])
     np.testing.assert_array_equal(s, np.sort(scores)[:10])
+
+
+@pytest.mark.parametrize("widths,k", [([10, 10], 10), ([5, 0, 12, 3], 8), ([4], 6), ([3, 3, 3], 20)])
+def test_merge_sorted_equals_a_stable_sort_of_the_parts_side_by_side(widths, k):
+    """The k-way merge against the oracle it replaces: a stable argsort of the concatenated
+    columns, padding (row -1, score WORST) last; ties (integer scores) go to the earlier part."""
+    rng = np.random.default_rng(len(widths) * 100 + k)
+    nq = 40
+    parts = []
+    for w in widths:
+        s = np.sort(rng.integers(0, 6, (nq, w)).astype(np.float32), axis=1)
+        r = rng.integers(0, 1000, (nq, w))
+        filled = rng.integers(0, w + 1, nq)  # each query's hits in this part, then padding
+        pad = np.arange(w) >= filled[:, None]
+        s[pad], r[pad] = WORST, -1
+        parts.append((s, r, np.where(r < 0, -1, r + 10_000 * len(parts))))
+    scores, rows, ids = (np.concatenate([p[i] for p in parts], axis=1) for i in range(3))
+    part = np.concatenate([np.full((nq, w), i) for i, w in enumerate(widths)], axis=1)
+    out = merge_sorted(scores, rows, ids, np.cumsum([0] + widths), k)
+    order = np.argsort(np.where(rows < 0, np.inf, scores), axis=1, kind="stable")[:, :k]
+    want = [np.take_along_axis(a, order, 1) for a in (scores, rows, ids, part)]
+    m = order.shape[1]
+    none = want[1] < 0
+    want[3][none] = -1
+    for got, expected in zip(out, want):
+        np.testing.assert_array_equal(got[:, :m], expected)
+    assert (out[1][:, m:] == -1).all() and (out[3][:, m:] == -1).all() and (out[0][:, m:] == WORST).all()

@@ -64,3 +64,29 @@ def heap_pop(scores, labels, n):
     score, label = scores[0], labels[0]
     _sift_down(scores, labels, n - 1, 0, scores[n - 1], labels[n - 1])
     return score, label
+
+
+@numba.njit(**JIT)
+def merge_sorted(scores, rows, ids, starts, k):
+    """The k best of several sorted top-k lists laid side by side: columns starts[p]:starts[p + 1]
+    of scores, rows and ids (nq, m) hold part p's hits, ascending, padded with row -1. Returns
+    (scores, rows, ids, part) (nq, k): a k-way merge that takes the earlier part on ties, as a
+    stable sort of the columns would, and pads with (WORST, -1, -1, -1)."""
+    nq, P = scores.shape[0], starts.shape[0] - 1
+    out_s = np.full((nq, k), np.finfo(np.float32).max, np.float32)
+    out_r, out_i, out_p = np.full((nq, k), -1, np.int64), np.full((nq, k), -1, np.int64), np.full((nq, k), -1, np.int64)
+    head = np.empty(P, np.int64)
+    for qi in range(nq):
+        head[:] = starts[:-1]
+        for t in range(k):
+            best = -1
+            for p in range(P):
+                c = head[p]
+                if c < starts[p + 1] and rows[qi, c] >= 0 and (best < 0 or scores[qi, c] < scores[qi, head[best]]):
+                    best = p
+            if best < 0:
+                break
+            c = head[best]
+            out_s[qi, t], out_r[qi, t], out_i[qi, t], out_p[qi, t] = scores[qi, c], rows[qi, c], ids[qi, c], best
+            head[best] = c + 1
+    return out_s, out_r, out_i, out_p
