@@ -567,9 +567,8 @@ class Collection:
         if filter is None and not exact and probes is None and rerank is None and params is None:
             found = self._search_one(state, Q, k, nprobe)
             if found is not None:
-                distances, ids, rows = found
-                return Hits(distances, ids, rows >> 63, rows, state.parts,
-                            np.full(1, 1 if nprobe is None else nprobe), "ivf")
+                distances, ids, rows, part = found
+                return Hits(distances, ids, part, rows, state.parts, np.full(1, 1 if nprobe is None else nprobe), "ivf")
         planner = state.model or self._blank
         if probes is not None and (filter is not None or exact):
             raise InvalidParameterError("probes are for unfiltered IVF searches: a filter or exact=True "
@@ -600,15 +599,20 @@ class Collection:
 
     @staticmethod
     def _search_one(state: State, Q, k, nprobe) -> tuple[np.ndarray, ...] | None:
-        """(distances, ids, rows) of a single query over one encoded segment, without a filter or
-        knobs, in one kernel call (`Index.search_one`, the segment's tombstones as its live
-        bitset): on a pydocs collection 48 us a query against 69 through the plan. None where
-        that does not apply."""
-        if state.model is None or len(state.parts) != 1 or state.parts[0].segment.lists is None:
+        """(distances, ids, rows, part) of a single query over encoded segments, without a filter
+        or knobs, each segment's tombstones as its live bitset: one kernel call for one segment
+        (`Index.search_one`; on a pydocs collection 48 us a query against 69 through the plan),
+        the query rotated and probed once for several (`Index.search_parts`). None where that
+        does not apply (a buffer or raw segment among the parts, among others)."""
+        parts = state.parts
+        if state.model is None or not parts or any(p.segment.lists is None for p in parts):
             return None
-        part = state.parts[0]
-        return state.model.search_one(Q, k, nprobe, lists=part.segment.lists, live=part.live_bits,
-                                      owner="Collection.search")
+        if len(parts) == 1:
+            found = state.model.search_one(Q, k, nprobe, lists=parts[0].segment.lists, live=parts[0].live_bits,
+                                           owner="Collection.search")
+            return None if found is None else (*found, found[2] >> 63)  # part 0, or -1 where none
+        return state.model.search_parts(Q, k, nprobe, [(p.segment.lists, p.live_bits) for p in parts],
+                                        owner="Collection.search")
 
     @staticmethod
     def _nprobe_for_k(model: Index, plan: SearchPlan, pred: Bool, allowed: list) -> int:

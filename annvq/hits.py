@@ -8,15 +8,13 @@ are read from the snapshot that was searched, without a second lookup by id.
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from .kernels.config import readonly
-from .kernels.driver import WORST, row_ids
-from .kernels.topk import merge_sorted
+from .kernels.driver import WORST, merged_answers
 from .plan import SearchPlan
 from .segments import Part
 
@@ -58,14 +56,10 @@ class Hits:
                        parts, nprobe, strategy)
         if not found:
             scores, rows = np.full(shape, WORST, np.float32), np.full(shape, -1, np.int64)
-            ids, part = rows.copy(), rows.copy()
-        else:  # each part's ids first (one call each), then a k-way merge on the raw scores
-            starts = np.array(list(itertools.accumulate((r.shape[1] for _, r in found), initial=0)))
-            scores, rows, ids, part = merge_sorted(
-                np.concatenate([s for s, _ in found], axis=1), np.concatenate([r for _, r in found], axis=1),
-                np.concatenate([row_ids(r, readonly(p.segment.ids)) for p, (_, r) in zip(parts, found)], axis=1),
-                starts, plan.k)
-        return cls(plan.report(scores, rows), ids, part, rows, parts, nprobe, strategy)
+            return cls(plan.report(scores, rows), rows.copy(), rows.copy(), rows, parts, nprobe, strategy)
+        distances, ids, rows, part = merged_answers(found, [readonly(p.segment.ids) for p in parts], plan.k,
+                                                    plan.metric == "l2")
+        return cls(distances, ids, part, rows, parts, nprobe, strategy)
 
     def _located(self, qi: int):
         """(part, row) of query qi's hits, padding dropped."""

@@ -135,6 +135,18 @@ def test_a_single_query_is_refused_by_name_on_the_one_call_path(data, spec, metr
         index.search(q, 10, nprobe=index.nlist + 1)
 
 
+def _same_hits_as_the_plan(col, q):
+    """``col.query(q)`` (nprobe 3), asserted equal to the plan path's hits, payloads included
+    (each point's payload is {"i": its id})."""
+    hits = col.query(q, 10, nprobe=3)
+    plan_hits = col.query(q, 10, nprobe=3, params={})  # params: the plan path
+    for name in ("distances", "ids", "part", "row", "nprobe"):
+        np.testing.assert_array_equal(getattr(hits, name), getattr(plan_hits, name), err_msg=name)
+    assert hits.payloads(0) == plan_hits.payloads(0) == [{"i": int(i)} for i in hits.ids[0]]
+    assert hits.strategy == plan_hits.strategy == "ivf"
+    return hits
+
+
 @pytest.mark.parametrize("spec", ["IVF8,SAQ4", "IVF8,Flat"])
 def test_a_collections_single_query_is_answered_in_one_call(tmp_path, data, spec):
     """`Collection.query` of one query over a single encoded segment (`Index.search_one`): the
@@ -155,18 +167,48 @@ def test_a_collections_single_query_is_answered_in_one_call(tmp_path, data, spec
         found = []
         for i in range(0, len(Q), 4):
             q = Q[i:i + 1].copy()
-            hits = col.query(q, 10, nprobe=3)
-            plan_hits = col.query(q, 10, nprobe=3, params={})  # params: the plan path
-            for name in ("distances", "ids", "part", "row", "nprobe"):
-                np.testing.assert_array_equal(getattr(hits, name), getattr(plan_hits, name), err_msg=name)
-            assert hits.payloads(0) == plan_hits.payloads(0) == [{"i": int(i)} for i in hits.ids[0]]
-            assert hits.strategy == plan_hits.strategy == "ivf"
+            hits = _same_hits_as_the_plan(col, q)
             (part,) = col._state.parts  # the call query made, made again: it answers
             one = col._state.model.search_one(q, 10, 3, lists=part.segment.lists, live=part.live_bits)
             np.testing.assert_array_equal(one[1], hits.ids)
             np.testing.assert_array_equal(col.search(q, 10, nprobe=3)[1], hits.ids)
             found.append(hits.ids)
         assert np.isin(np.concatenate(found), dead).any() == (step == "all live")
+    col.close()
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("spec", ["IVF8,SAQ4", "IVF8,CAQ4", "IVF8,Flat"])
+def test_a_collections_single_query_over_several_segments_probes_once(tmp_path, data, spec, metric):
+    """`Collection.query` of one query over several encoded segments (`Index.search_parts`: the
+    query rotated and probed once, the other segments scanned with them): the hits of the plan
+    path, payloads included, with tombstones in two segments; a buffer among the parts, or a NaN
+    query, takes the plan path."""
+    X, Q = data
+    col = Collection.create(tmp_path / "c", DIM, spec=spec, metric=metric, train_threshold=1000)
+    payloads = [{"i": i} for i in range(len(X))]
+    for a, b in ((0, 1500), (1500, 2500), (2500, 2800)):
+        col.upsert(np.arange(a, b), X[a:b], payloads=payloads[a:b])
+        col.persist()
+    col.delete(np.flatnonzero(np.random.default_rng(8).random(len(X)) < 0.2))
+    state = col._state
+    assert [p.segment.rows for p in state.parts] == [1500, 1000, 300]
+    found = []
+    for i in range(0, len(Q), 3):
+        q = Q[i:i + 1].copy()
+        hits = _same_hits_as_the_plan(col, q)
+        np.testing.assert_array_equal(col.search(q, 10, nprobe=3)[1], hits.ids)
+        parts = [(p.segment.lists, p.live_bits) for p in state.parts]
+        assert state.model.search_parts(q, 10, 3, parts) is not None  # the path query took
+        found.append(hits.part)
+    assert set(np.concatenate(found, axis=None).tolist()) == {0, 1, 2}
+    q = Q[:1].copy()
+    q[0, 3] = np.nan
+    assert state.model.search_parts(q, 10, 3, parts) is None
+    with pytest.raises(InvalidVectorsError, match="NaN or Inf"):
+        col.search(q, 10, nprobe=3)
+    col.upsert([len(X)], X[:1])  # a buffer: raw rows, brute-forced by the plan path
+    assert len(col._state.parts) == 4 and col.query(Q[:1], 10, nprobe=3).strategy == "ivf+exact"
     col.close()
 
 

@@ -18,11 +18,13 @@ bitorder="little")``) of the rows that may be returned; empty = every row. Delet
 (tombstones) and, later, rows failing a filter never enter the heap.
 """
 
+import itertools
+
 import numba
 import numpy as np
 
 from .config import JIT
-from .topk import heap_push, heap_sort
+from .topk import heap_push, heap_sort, merge_sorted
 
 #: Score of an empty heap slot. Finite: kernels compile with fastmath, which assumes no inf.
 WORST = np.float32(np.finfo(np.float32).max)
@@ -109,6 +111,18 @@ def answers(scores, rows, ids, l2):
     """(`reported` distances, `row_ids`) in one call, what a search of one part returns: called
     apart from Python they took a single query about 2.5 us each, mostly the call itself."""
     return reported(scores, rows, l2), row_ids(rows, ids)
+
+
+def merged_answers(found, ids, k, l2):
+    """(`reported` distances, ids, rows, part) (nq, k) of the best k across parts: ``found`` holds
+    each part's (raw scores, rows) ascending, ``ids`` its id per row position. Ids are looked up
+    part by part (`row_ids`), then one k-way merge (`topk.merge_sorted`): a single query over two
+    segments merged in 14 us, against 31-44 with argsort and take_along_axis."""
+    starts = np.array(list(itertools.accumulate((r.shape[1] for _, r in found), initial=0)))
+    scores, rows, out_ids, part = merge_sorted(
+        np.concatenate([s for s, _ in found], axis=1), np.concatenate([r for _, r in found], axis=1),
+        np.concatenate([row_ids(r, i) for (_, r), i in zip(found, ids)], axis=1), starts, k)
+    return reported(scores, rows, l2), out_ids, rows, part
 
 
 def row_bitset(keep: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import InvalidParameterError, InvalidSpecError, NotTrainedError
+from ..kernels.config import readonly
+from ..kernels.finite import query_rows
 
 
 class Codec:
@@ -124,6 +126,24 @@ class Codec:
         path."""
         return None
 
+    def search_one_parts(self, centroids: np.ndarray, lists: list, probe, k: int, Q: np.ndarray,
+                         live: list) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """One query (writable C float32 (1, dim)) over several lists, each less the rows outside
+        its ``live`` bitset (a collection's segments), with the work that depends on the query
+        alone done once: each lists' (raw scores, row positions), as `search` returns them. None
+        where the codec has no such path, or the query is not finite or (cosine) zero: then the
+        plan path runs, and refuses such a query by name."""
+        return None
+
+    def _query_rows(self, probe, Q: np.ndarray) -> np.ndarray | None:
+        """`search_one_parts`' query checked and normalised for cosine (`finite.query_rows`),
+        read-only as a plan's queries (the kernels' specialisations the plan path compiled); None
+        for a filter's probe, or a query the plan path must refuse."""
+        if probe.keep is not None:
+            return None
+        X, bad = query_rows(Q, self.metric == "cosine")
+        return None if bad >= 0 else readonly(X)
+
     def probed(self, plan, centroids: np.ndarray, probe) -> np.ndarray:
         """The lists ``probe`` names for the plan's queries (nq, n), as `search` reads them: a
         codec that finds them faster in its own basis says so here (SAQ)."""
@@ -139,7 +159,6 @@ class Codec:
         queries use.
         """
         from ..ivf import InvertedLists, Probe
-        from ..kernels.config import readonly
         from ..kernels.driver import ALL_ROWS
         from ..linalg import SMALL_ROWS
         from ..plan import QueryCache, SearchPlan

@@ -61,3 +61,11 @@ class FlatCodec(Codec):
                     self.alpha)
             return lambda Q, live: flat_answer_one(Q, *args, live, k)
         return self._cached(("search one", probe.n, k), lists, make)
+
+    def search_one_parts(self, centroids, lists, probe, k, Q, live):
+        """Probed once as the plan path probes, then `ivf_flat_scan_one` over each lists."""
+        X = self._query_rows(probe, Q)
+        if X is None:
+            return None
+        probes = probe(X)
+        return [ivf_flat_scan_one(X, probes, *self._rows(rows), self.alpha, bits, k) for rows, bits in zip(lists, live)]

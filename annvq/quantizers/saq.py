@@ -375,6 +375,26 @@ class SAQCodec(Codec):
             return lambda Q, live: saq_answer_one(Q, *args, live, k)
         return self._cached(("search one", probe.n, k), lists, make)
 
+    def search_one_parts(self, centroids, lists, probe, k, Q, live):
+        """The first lists scanned in the call that rotates and probes (`kernels.scan.saq_query_one`),
+        each other one with that rotated query and those lists (`saq_scan_one`)."""
+        X = self._query_rows(probe, Q)
+        if X is None:
+            return None
+        CW, lead, start = self._centroid_arrays(centroids)
+        prune = bool(self._default_params["prune"])
+        QW, probes, scores, rows = saq_query_one(X, self._w_half, CW, lead, start, probe.n, ALL_LISTS,
+                                                 self._rotated_origin, self._unbounded,
+                                                 *self._packed(lists[0], CW), *self._scan_layout, prune, live[0], k)
+        found = [(scores, rows)]
+        for more, bits in zip(lists[1:], live[1:]):
+            found.append(saq_scan_one(QW, CW, self._rotated_origin, self._unbounded, probes, *self._packed(more, CW),
+                                      *self._scan_layout, prune, bits, k))
+        if self.metric == "cosine":
+            for scores, rows in found:
+                unit_l2_as_ip(scores, rows)
+        return found
+
     def _prepare(self, plan):
         """What a search needs of the queries alone: rotated, and their variance bounds."""
         QW = self.rotate(plan.queries)  # C-contiguous and writable from either path
