@@ -218,6 +218,20 @@ def test_train_with_given_centroids_uses_them_and_checks_shape(small_data):
         Index(X.shape[1], "Flat").train(X, centroids=shared)
 
 
+@pytest.mark.parametrize("spec,reads", [("IVF8,Flat", False), ("IVF8,SAQ4", False), ("IVF8,PQ4x8", True),
+                                         ("IVF8,LVQ8", True)])
+def test_training_assigns_the_training_set_only_for_codecs_that_read_it(small_data, spec, reads, monkeypatch):
+    """Given centroids, train searches the training set's nearest lists only where the codec's
+    fit reads them (PQ and LVQ train on residuals): for IVF-Flat it was half the build."""
+    X, _ = small_data
+    shared = Index(X.shape[1], "IVF8,Flat").train(X).centroids_
+    calls = []
+    original = Index._assign
+    monkeypatch.setattr(Index, "_assign", lambda self, *a: calls.append(len(a[0])) or original(self, *a))
+    Index(X.shape[1], spec).train(X, centroids=shared)
+    assert calls == ([len(X)] if reads else [])
+
+
 def test_small_and_large_products_agree():
     """linalg.matmul's one-thread kernel for a few rows equals BLAS, on dense and sparse rows
     (it skips the rows of W that only zeros meet)."""
