@@ -110,8 +110,7 @@ class Index:
             centroids = train_centroids(X, self.nlist, self.codec_metric, seed=self.seed, verbose=self.verbose)
         else:
             centroids = self.centroids_
-        assign = self._assign(X, centroids) if self.codec.fit_reads_assignment else None
-        codec = copy.deepcopy(self.codec).fit(X, centroids, assign)
+        codec = copy.deepcopy(self.codec).fit(X, centroids, lambda rows: self._assign(rows, centroids))
         codec.warmup()
         self.codec, self.centroids_ = codec, centroids
         self._probes = {}

@@ -83,7 +83,8 @@ def top_errors(est_sq: np.ndarray, ids: np.ndarray, X: np.ndarray, Q: np.ndarray
 
 def annvq_row(spec: str, X, Q, centroids, assign, probes, nprobe, seed, quiet=False) -> dict:
     nlist = len(centroids)
-    codec = make_codec(spec, X.shape[1], "l2", seed=seed).fit(X, centroids, assign)
+    codec = make_codec(spec, X.shape[1], "l2", seed=seed).fit(X, centroids, lambda rows: nearest_lists(
+        rows, centroids, "l2", 1)[:, 0])
     codec.warmup()
     start = time.perf_counter()
     codes, factors = codec.encode(X, centroids, assign)

@@ -46,7 +46,7 @@ def build_ours(spec: str, X: np.ndarray, centroids: np.ndarray):
     index = Index(X.shape[1], f"IVF{len(centroids)},{spec}", "l2")
     start = time.perf_counter()
     # what Index.train does after its own k-means, with the shared centroids instead
-    index.codec = index.codec.fit(X, centroids, nearest_lists(X, centroids, "l2", 1)[:, 0])
+    index.codec = index.codec.fit(X, centroids, lambda rows: nearest_lists(rows, centroids, "l2", 1)[:, 0])
     index.codec.warmup()
     index.centroids_ = centroids
     index.search(X[:1], 1)  # builds the per-list tables, which faiss builds in train

@@ -1,4 +1,5 @@
-r"""Product-quantization scans over CSR inverted lists: float ADC tables and 4-bit fast scan.
+r"""Product quantization: encoding (`pq_codes`), and scans over CSR inverted lists with float ADC
+tables and 4-bit fast scan.
 
 Residual PQ (docs/algorithms.md §3.1) with the list centroid c, the (optionally rotated) query q and
 sub-codebooks C_m:
@@ -17,6 +18,34 @@ import numpy as np
 from .config import JIT, PARALLEL_JIT
 from .driver import ivf_topk, push
 from .fastscan import BLOCK, accumulate_block, quantize_rows
+
+
+@numba.njit(**PARALLEL_JIT)
+def pq_codes(X, C, assign, books_t):
+    """(n, M) uint8 codes of the residuals X[r] - C[assign[r]] (n, M dsub), formed row by row (no
+    residual matrix to allocate): in every sub-space m the nearest of the ksub sub-centroids
+    ``books_t[m]`` (dsub, ksub) by squared L2 computed directly, the first on ties, as faiss's
+    ProductQuantizer.compute_codes. The loop runs across the sub-centroids, 8 per AVX2 step:
+    fashion-mnist's 60,000 rows at PQ196x4 took 1.75 s as 196 faiss searches."""
+    n = X.shape[0]
+    M, dsub, ksub = books_t.shape
+    out = np.empty((n, M), np.uint8)
+    for r in numba.prange(n):
+        dist = np.empty(ksub, np.float32)
+        c_row = assign[r]
+        for m in range(M):
+            dist[:] = 0
+            for t in range(dsub):
+                x = X[r, m * dsub + t] - C[c_row, m * dsub + t]
+                for c in range(ksub):
+                    d = x - books_t[m, t, c]
+                    dist[c] += d * d
+            best = 0
+            for c in range(1, ksub):
+                if dist[c] < dist[best]:
+                    best = c
+            out[r, m] = best
+    return out
 
 
 @numba.njit(**JIT)

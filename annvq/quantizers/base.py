@@ -31,9 +31,6 @@ class Codec:
     transforms: ClassVar[tuple[str, ...]] = ()
     #: search-time parameters: name -> (type, low, high, default); checked by ``check_params``
     search_params: ClassVar[dict[str, tuple]] = {}
-    #: whether ``fit`` reads the training vectors' list assignment (None is passed otherwise,
-    #: sparing the Index a nearest-centroid search over the whole training set)
-    fit_reads_assignment: ClassVar[bool] = True
     #: a search of at most this many queries runs on the calling thread alone, so the Index has no
     #: numba thread team to cap around it (`threads.at_most`, 2-3 us per call)
     serial_queries: ClassVar[int] = 0
@@ -90,7 +87,10 @@ class Codec:
         if not self.is_trained:
             raise NotTrainedError(f"Cannot {action} before the {self.spec} codec is trained: call fit first.")
 
-    def fit(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray | None) -> "Codec":
+    def fit(self, X: np.ndarray, centroids: np.ndarray, nearest: Callable[[np.ndarray], np.ndarray]) -> "Codec":
+        """Learn the codec from training vectors X. ``nearest`` gives rows' lists among
+        ``centroids``; a codec that trains on residuals calls it on the rows it reads (PQ: its
+        sample alone), so the Index searches no lists that would be thrown away."""
         return self
 
     def encode(self, X: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ class CAQCodec(SAQCodec):
     def spec(self) -> str:
         return f"CAQ{self.bits:g}"
 
-    def fit(self, X, centroids, assign):
+    def fit(self, X, centroids, nearest):
         rotation = random_orthogonal(self.padded_dim, np.random.default_rng(self.seed))
         self.origin_ = np.asarray(X, np.float32).mean(axis=0)
         self._set_model([(self.padded_dim, int(self.bits))], rotation[:self.dim])

@@ -13,7 +13,6 @@ class FlatCodec(Codec):
     """Codes are the float32 vectors' bytes; for L2 the factor is ||x||^2 (saves a dot per scan)."""
 
     serial_queries = 1  # one query's scan is a few microseconds: no thread team to cap around it
-    fit_reads_assignment = False  # nothing to fit: the training set's lists would be thrown away
 
     @property
     def spec(self) -> str:

@@ -70,8 +70,8 @@ class LVQCodec(Codec):
         return self.mean is not None
 
     # --- training and encoding -------------------------------------------------------------
-    def fit(self, X, centroids, assign):
-        self.mean = np.ascontiguousarray((X - centroids[assign]).mean(axis=0, dtype=np.float64), dtype=np.float32)
+    def fit(self, X, centroids, nearest):
+        self.mean = np.ascontiguousarray((X - centroids[nearest(X)]).mean(axis=0, dtype=np.float64), dtype=np.float32)
         return self
 
     def quantize(self, X, centroids, assign):

@@ -16,7 +16,7 @@ from ..errors import InvalidSpecError, InvalidVectorsError
 from ..kernels.bits import pack_bits, unpack_bits
 from ..kernels.config import readonly
 from ..kernels.fastscan import pack_blocks
-from ..kernels.lut import pq4_fastscan, pq4_fastscan_one, pq_adc_scan
+from ..kernels.lut import pq4_fastscan, pq4_fastscan_one, pq_adc_scan, pq_codes
 from ..linalg import matmul
 from .base import Codec
 
@@ -101,7 +101,7 @@ class PQCodec(Codec):
         X = np.ascontiguousarray(X, dtype=np.float32)
         return X if self.rotation is None else np.ascontiguousarray(matmul(X, self.rotation.T))
 
-    def fit(self, X, centroids, assign):
+    def fit(self, X, centroids, nearest):
         if len(X) < self.ksub:
             raise InvalidVectorsError(
                 f"Training {self.spec} needs at least {self.ksub} vectors (one per sub-centroid); got {len(X)}."
@@ -109,7 +109,8 @@ class PQCodec(Codec):
         rng = np.random.default_rng(self.seed)
         n_sample = min(len(X), SAMPLE_PER_CENTROID * self.ksub)
         rows = np.sort(rng.choice(len(X), n_sample, replace=False)) if n_sample < len(X) else slice(None)
-        R = np.ascontiguousarray(X[rows] - centroids[assign[rows]], dtype=np.float32)
+        sample = X[rows]
+        R = np.ascontiguousarray(sample - centroids[nearest(sample)], dtype=np.float32)
         self.rotation = None
         if self.opq is not None:
             opq = faiss.OPQMatrix(self.dim, self.opq)
@@ -134,16 +135,10 @@ class PQCodec(Codec):
 
     # --- encoding --------------------------------------------------------------------------
     def assign_codes(self, X, centroids, assign) -> np.ndarray:
-        """(n, M) sub-centroid indices of the rotated residuals."""
+        """(n, M) sub-centroid indices of the rotated residuals (x - c) A^T = x A^T - c A^T."""
         self._check_trained("encode")
-        R = self._rotate(np.asarray(X, np.float32) - centroids[assign])
-        codes = np.empty((len(R), self.M), np.uint8)
-        for m in range(self.M):  # exact nearest sub-centroid, as faiss's pq.compute_codes
-            index = faiss.IndexFlatL2(self.dsub)
-            index.add(self.codebooks[m])
-            _, nearest = index.search(np.ascontiguousarray(R[:, m * self.dsub:(m + 1) * self.dsub]), 1)
-            codes[:, m] = nearest[:, 0]
-        return codes
+        return pq_codes(self._rotate(X), self._rotate(centroids), np.asarray(assign, np.int64),
+                        np.ascontiguousarray(self.codebooks.transpose(0, 2, 1)))
 
     def encode(self, X, centroids, assign):
         codes = self.assign_codes(X, centroids, assign)

@@ -47,7 +47,6 @@ class SAQCodec(Codec):
     #: stage 1 does while a single query's bounds cost 10-25 us; cosine ignores it (`variance_bounds`).
     #: prune 0 scores every candidate exactly.
     search_params = {"m": (numbers.Real, 0.0, math.inf, math.inf), "prune": (int, 0, 1, 1)}
-    fit_reads_assignment = False  # the PCA and the plan see the vectors, not their residuals
     serial_queries = 1  # one query: the rotation, probe and scan kernels all run on its thread
 
     def __init__(self, dim: int, metric: str, *, bits: float = 4.0, rounds: int = ROUNDS, seed: int = 0):
@@ -109,7 +108,7 @@ class SAQCodec(Codec):
         return self.plan_ is not None
 
     # --- training --------------------------------------------------------------------------
-    def fit(self, X, centroids, assign):
+    def fit(self, X, centroids, nearest):  # the PCA and the plan see the vectors, not residuals
         rng = np.random.default_rng(self.seed)
         self.mean_, self.components_, variance = fit_pca(X, rng)
         self.origin_ = self.mean_
