@@ -137,8 +137,10 @@ class PQCodec(Codec):
     def assign_codes(self, X, centroids, assign) -> np.ndarray:
         """(n, M) sub-centroid indices of the rotated residuals (x - c) A^T = x A^T - c A^T."""
         self._check_trained("encode")
-        return pq_codes(self._rotate(X), self._rotate(centroids), np.asarray(assign, np.int64),
-                        np.ascontiguousarray(self.codebooks.transpose(0, 2, 1)))
+        # read-only, whichever the caller's arrays are: one specialisation, the one warmup compiled
+        books_t = np.ascontiguousarray(self.codebooks.transpose(0, 2, 1))
+        return pq_codes(readonly(self._rotate(X)), readonly(self._rotate(centroids)),
+                        readonly(np.asarray(assign, np.int64)), readonly(books_t))
 
     def encode(self, X, centroids, assign):
         codes = self.assign_codes(X, centroids, assign)
