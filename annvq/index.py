@@ -256,7 +256,7 @@ class Index:
         """`search_one` over several (lists, live bitset) (a collection's segments), the query
         checked, rotated and probed once (`Codec.search_one_parts`) and the hits merged:
         (distances, ids, rows, part), part indexing ``parts``. On two fashion-mnist SAQ4
-        segments a single query took 152-169 us this way against 189-215 through the plan. None
+        segments a single query took 160-166 us this way against 182-190 through the plan. None
         where this does not apply, as for `search_one`."""
         one = self._one_query(Q, k, nprobe, owner)
         if one is None:

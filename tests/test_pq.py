@@ -9,7 +9,7 @@ from annvq.errors import InvalidSpecError, InvalidVectorsError
 from annvq.ivf import Probe
 from annvq.kernels.config import readonly
 from annvq.kernels.driver import ALL_ROWS
-from annvq.kernels.lut import pq_adc_scan
+from annvq.kernels.lut import pq_adc_scan, pq_codes
 from naive import clustered, exact_knn, recall
 
 DIM, NLIST, M = 32, 16, 8
@@ -237,3 +237,24 @@ def test_fast_scan_layout_follows_the_lists_searched(data):
         for lists, lo, hi in ((first, 0, 2500), (second, 2500, 5000)):
             _, I = index.with_lists(lists).search(Q, 5, nprobe=NLIST)
             assert np.all((I >= lo) & (I < hi))
+
+
+@pytest.mark.parametrize("ksub,dsub", [(16, 4), (256, 2), (256, 8)])
+def test_pq_codes_are_the_nearest_sub_centroids_of_the_residuals(ksub, dsub):
+    """`lut.pq_codes` against a float64 brute force over every sub-space: the nearest
+    sub-centroid of each row's residual to its list centroid (rows whose best two are within
+    float32 rounding of each other excepted)."""
+    rng = np.random.default_rng(ksub + dsub)
+    M, n = 6, 500
+    X = rng.standard_normal((n, M * dsub)).astype(np.float32)
+    C = rng.standard_normal((4, M * dsub)).astype(np.float32)
+    assign = rng.integers(0, 4, n)
+    books = rng.standard_normal((M, ksub, dsub)).astype(np.float32)
+    codes = pq_codes(X, C, assign, np.ascontiguousarray(books.transpose(0, 2, 1)))
+    R = (X.astype(np.float64) - C[assign]).reshape(n, M, dsub)
+    d = ((R[:, :, None, :] - books[None].astype(np.float64)) ** 2).sum(axis=3)  # (n, M, ksub)
+    best = np.sort(d, axis=2)
+    clear = best[:, :, 1] - best[:, :, 0] > 1e-4 * best[:, :, 1]
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(codes[clear], d.argmin(axis=2)[clear])
+    assert codes.dtype == np.uint8 and codes.shape == (n, M)
