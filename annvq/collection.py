@@ -47,11 +47,6 @@ TRAIN_SAMPLE = 200_000
 KEEP_VERSIONS = 3
 #: parsed filters a collection remembers (all are forgotten when it has this many)
 PARSED_FILTERS = 256
-#: a trained collection persists its buffer once it holds this many floats (rows x dim): every
-#: single query brute-forces the buffer, 54-58 us per 1,000 rows of 784-d, so a fashion-mnist
-#: SAQ4 query went from 83 us to 2.6 ms with 20,000 rows buffered; persisted, they are encoded
-#: and probed (139 us). This bounds the buffer's share of a query to about 150 us at 784-d.
-PERSIST_FLOATS = 1 << 21
 
 
 def default_train_threshold(nlist: int) -> int:
@@ -213,8 +208,7 @@ class Collection:
     # --- writes ----------------------------------------------------------------------------
     @_writes
     def upsert(self, ids, vectors, payloads=None) -> int:
-        """Insert or replace points, all or none; visible to search at once, durable after persist(),
-        which a trained collection runs itself once its buffer holds PERSIST_FLOATS."""
+        """Insert or replace points, all or none; visible to search at once, durable after persist()."""
         X = self._vectors(vectors, "vectors")
         ids = check_ids(ids, len(X))
         texts = encode_payloads(payloads, len(X))
@@ -233,12 +227,6 @@ class Collection:
         chunks, merged = carry(buffer, [fresh], settled=settled)
         new = merged[0] if len(merged) == 1 else Part(self._merge(None, merged))
         self._state = replace(state, parts=(*persisted, *chunks, new), dirty=True)
-        if state.model is not None and sum(p.segment.rows for p in (*chunks, new)) * self.dim >= PERSIST_FLOATS:
-            try:  # the points are in and searchable whatever happens here: a failed write keeps the buffer
-                self.persist(train=False)
-            except OSError as exc:
-                log.warning("Collection %s: persisting the buffer failed (it stays in memory, and an "
-                            "explicit persist() will report the error): %s", self.path, exc)
         return len(ids)
 
     @_writes

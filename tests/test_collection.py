@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from annvq import Collection, Index, Point, collection
+from annvq import Collection, Index, Point
 from annvq.errors import (CollectionClosedError, CollectionExistsError, CollectionLockedError,
                           CollectionNotFoundError, DimensionMismatchError, InvalidParameterError,
                           InvalidSpecError, InvalidVectorsError, ReadOnlyError, StorageError,
@@ -495,60 +495,6 @@ def test_stats_counts(tmp_path, data):
     assert (s["count"], s["deleted"], s["segments"], s["buffered"], s["trained"], s["nlist"]) == (597, 3, 1, 99, False, 8)
     assert s["bytes_on_disk"] == os.path.getsize(tmp_path / "c" / "seg-000001.arrow")
     assert s["format_version"] == arrow.FORMAT_VERSION and (s["dim"], s["metric"]) == (DIM, "l2")
-
-
-# --- the buffer persisted by itself --------------------------------------------------------------
-def _buffered(col) -> int:
-    return sum(p.segment.rows for p in col._state.buffer)
-
-
-def test_a_trained_collection_persists_its_buffer_once_it_holds_persist_floats(tmp_path, data, monkeypatch):
-    """Every single query brute-forces the buffer, so a trained collection persists it (encoded,
-    durable) once it holds PERSIST_FLOATS; below that, and before training, it stays in memory."""
-    X, Q = data
-    monkeypatch.setattr(collection, "PERSIST_FLOATS", 500 * DIM)
-    col = Collection.create(tmp_path / "c", DIM, spec="IVF8,SAQ4", train_threshold=1000)
-    col.upsert(np.arange(900), X[:900])  # untrained: raw, in memory, whatever its size
-    assert _buffered(col) == 900 and col._state.model is None
-    col.upsert(np.arange(900, 1200), X[900:1200])
-    col.persist()  # trains
-    col.upsert(np.arange(1200, 1500), X[1200:1500])
-    assert _buffered(col) == 300
-    col.upsert(np.arange(1500, 1700), X[1500:1700])  # 500 rows buffered: persisted
-    assert _buffered(col) == 0 and all(p.segment.lists is not None for p in col._state.parts)
-    with Collection.open(tmp_path / "c", read_only=True) as reader:  # durable: on disk
-        assert reader.count == 1700
-        np.testing.assert_array_equal(reader.search(Q, 10, nprobe=8)[1], col.search(Q, 10, nprobe=8)[1])
-    hits = col.query(Q[:1], 10, nprobe=8)
-    assert hits.strategy == "ivf"  # every part encoded: one probe for all of them
-    col.close()
-
-
-def test_a_failed_persist_of_the_buffer_keeps_the_upsert(tmp_path, data, monkeypatch, caplog):
-    """The upsert's points are in and searchable when the write it triggers fails: the buffer
-    stays in memory, a warning says so, and the next explicit persist reports the error."""
-    X, Q = data
-    monkeypatch.setattr(collection, "PERSIST_FLOATS", 500 * DIM)
-    col = Collection.create(tmp_path / "c", DIM, spec="IVF8,Flat", train_threshold=1000)
-    col.upsert(np.arange(1200), X[:1200])
-    col.persist()
-
-    def failing(directory, name, write):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(manifest, "durable_write", failing)
-    with caplog.at_level("WARNING", logger="annvq.collection"):
-        assert col.upsert(np.arange(1200, 1800), X[1200:1800]) == 600
-    assert "persisting the buffer failed" in caplog.text
-    assert _buffered(col) == 600 and col.count == 1800
-    exact = exact_knn(X[:1800], Q, 10)
-    assert (col.search(Q, 10, nprobe=8)[1] == exact).all()
-    with pytest.raises(OSError, match="No space left"):
-        col.persist()
-    monkeypatch.undo()
-    col.persist()
-    assert _buffered(col) == 0
-    col.close()
 
 
 # --- faults during persist ---------------------------------------------------------------------
